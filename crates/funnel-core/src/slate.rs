@@ -1,0 +1,50 @@
+use serde::Serialize;
+
+/// An item proposed by a candidate source, carried through ranking and re-ranking.
+/// `item` is the snapshot's dense index of the item, not its external id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub item: u32,
+    /// Name of the source that proposed it first (after merging: the best-scoring one).
+    pub source: &'static str,
+    /// The source's own score (BM25, decayed count, …).
+    pub source_score: f32,
+    /// Current score: set by the ranker, read by rules and exploration.
+    pub score: f32,
+    /// Probability with which the exploration stage put this item in its position.
+    pub propensity: f32,
+}
+
+impl Candidate {
+    pub fn new(item: u32, source: &'static str, source_score: f32) -> Self {
+        Self { item, source, source_score, score: source_score, propensity: 1.0 }
+    }
+}
+
+/// One entry of a served slate, as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoredItem {
+    pub id: String,
+    pub score: f32,
+}
+
+/// What one stage of a request did, for `explain=true`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageTrace {
+    /// `understand`, `candidates`, `rank`, `rules`, `explore`.
+    pub stage: &'static str,
+    /// The component that ran (source, ranker, rule or policy name).
+    pub component: String,
+    pub micros: u64,
+    pub input: usize,
+    pub output: usize,
+    /// Free-form details: per-item scores, dropped ids and why, …
+    pub details: serde_json::Value,
+}
+
+/// A request's explanation: every stage in the order it ran.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Trace {
+    pub snapshot: String,
+    pub stages: Vec<StageTrace>,
+}
