@@ -1,0 +1,327 @@
+//! Engine configuration: one TOML document, then `FUNNEL__A__B=value` environment
+//! overrides (for key `a.b`), then validation that names the bad key. Parsed once at the
+//! edge; the engine receives plain structs.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Prefix of environment overrides: `FUNNEL__SURFACES__HOME__MAX_CANDIDATES=500`.
+pub const ENV_PREFIX: &str = "FUNNEL__";
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("configuration key `{key}`: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { key: key.into(), reason: reason.into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    pub train: TrainConfig,
+    pub search: SearchConfig,
+    pub surfaces: BTreeMap<String, SurfaceConfig>,
+}
+
+/// How `funnel train` turns the log into a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Popularity counts halve every this many days (relative to the snapshot's time).
+    pub popularity_half_life_days: f64,
+    /// Weight of each event kind in popularity and as a positive interaction.
+    pub event_weights: BTreeMap<String, f64>,
+    /// Ratings below this are not positive interactions.
+    pub min_rating: f64,
+}
+
+/// Text index settings, fixed at training time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    pub k1: f32,
+    pub b: f32,
+    pub title_weight: f32,
+    /// Free-text fields to index besides the title; empty means all of them.
+    pub fields: Vec<String>,
+    pub stem: bool,
+    pub stop_words: bool,
+}
+
+/// One surface's pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurfaceConfig {
+    pub sources: Vec<SourceConfig>,
+    #[serde(default = "default_ranker")]
+    pub ranker: String,
+    #[serde(default = "default_rules")]
+    pub rules: Vec<String>,
+    #[serde(default = "default_exploration")]
+    pub exploration: String,
+    #[serde(default = "default_max_candidates")]
+    pub max_candidates: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub name: String,
+    #[serde(default = "default_quota")]
+    pub quota: usize,
+    #[serde(default = "default_weight")]
+    pub weight: f32,
+}
+
+fn default_ranker() -> String {
+    "score".into()
+}
+fn default_rules() -> Vec<String> {
+    ["seen", "available", "safe", "dedupe"].map(String::from).to_vec()
+}
+fn default_exploration() -> String {
+    "none".into()
+}
+fn default_max_candidates() -> usize {
+    1000
+}
+fn default_quota() -> usize {
+    500
+}
+fn default_weight() -> f32 {
+    1.0
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        let weights = [
+            ("impression", 0.0),
+            ("view", 1.0),
+            ("click", 1.0),
+            ("watch", 2.0),
+            ("purchase", 4.0),
+            ("rating", 1.0),
+            ("add_to_cart", 2.0),
+            ("like", 2.0),
+            ("share", 2.0),
+            ("skip", 0.0),
+            ("dislike", 0.0),
+        ];
+        Self {
+            popularity_half_life_days: 30.0,
+            event_weights: weights.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            min_rating: 0.0,
+        }
+    }
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self { k1: 1.2, b: 0.75, title_weight: 2.0, fields: Vec::new(), stem: true, stop_words: true }
+    }
+}
+
+fn surface(sources: &[(&str, usize, f32)]) -> SurfaceConfig {
+    SurfaceConfig {
+        sources: sources
+            .iter()
+            .map(|&(name, quota, weight)| SourceConfig { name: name.into(), quota, weight })
+            .collect(),
+        ranker: default_ranker(),
+        rules: default_rules(),
+        exploration: default_exploration(),
+        max_candidates: default_max_candidates(),
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let surfaces = [
+            ("home", surface(&[("popular", 1000, 1.0)])),
+            ("search", surface(&[("bm25", 1000, 1.0)])),
+            ("similar", surface(&[("similar", 500, 1.0), ("popular", 100, 0.05)])),
+        ];
+        Self {
+            train: TrainConfig::default(),
+            search: SearchConfig::default(),
+            surfaces: surfaces.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        }
+    }
+}
+
+/// Candidate sources the engine knows, and what a request must carry for each.
+pub(crate) const SOURCES: &[&str] = &["popular", "bm25", "similar"];
+pub(crate) const RANKERS: &[&str] = &["score"];
+pub(crate) const RULES: &[&str] = &["seen", "available", "safe", "dedupe"];
+pub(crate) const EXPLORATION: &[&str] = &["none"];
+
+impl EngineConfig {
+    /// Parses a TOML document (empty for defaults) and applies `FUNNEL__…` overrides
+    /// from `env`. Surfaces given in the file replace the default surface of that name.
+    pub fn load(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut document: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            ConfigError::new(toml_error_key(&e), e.message().to_owned())
+        })?;
+        for (name, raw) in env {
+            if let Some(path) = name.strip_prefix(ENV_PREFIX) {
+                apply_override(&mut document, path, &raw)?;
+            }
+        }
+        let mut config: EngineConfig = serde_path_to_error::deserialize(toml::Value::Table(document.clone()))
+            .map_err(|e| ConfigError::new(e.path().to_string(), e.into_inner().to_string()))?;
+        // Default surfaces stay unless the file defines a surface of the same name.
+        for (name, default) in EngineConfig::default().surfaces {
+            config.surfaces.entry(name).or_insert(default);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let t = &self.train;
+        if !(t.popularity_half_life_days > 0.0 && t.popularity_half_life_days.is_finite()) {
+            return Err(ConfigError::new("train.popularity_half_life_days", "must be a positive number of days"));
+        }
+        for (kind, weight) in &t.event_weights {
+            if funnel_core::EventKind::parse(kind).is_none() {
+                return Err(ConfigError::new(format!("train.event_weights.{kind}"), "not an event kind"));
+            }
+            if !(weight.is_finite() && *weight >= 0.0) {
+                return Err(ConfigError::new(format!("train.event_weights.{kind}"), "must be ≥ 0"));
+            }
+        }
+        let s = &self.search;
+        if !(s.k1 >= 0.0 && s.k1.is_finite()) {
+            return Err(ConfigError::new("search.k1", "must be ≥ 0"));
+        }
+        if !(0.0..=1.0).contains(&s.b) {
+            return Err(ConfigError::new("search.b", "must be in [0, 1]"));
+        }
+        if !(s.title_weight >= 0.0 && s.title_weight.is_finite()) {
+            return Err(ConfigError::new("search.title_weight", "must be ≥ 0"));
+        }
+        self.surfaces.iter().try_for_each(|(name, surface)| surface.validate(name))
+    }
+}
+
+fn one_of(key: String, value: &str, known: &[&str]) -> Result<(), ConfigError> {
+    if known.contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(key, format!("unknown `{value}` (one of: {})", known.join(", "))))
+    }
+}
+
+impl SurfaceConfig {
+    fn validate(&self, surface: &str) -> Result<(), ConfigError> {
+        let key = |rest: &str| format!("surfaces.{surface}.{rest}");
+        if self.sources.is_empty() {
+            return Err(ConfigError::new(key("sources"), "a surface needs at least one candidate source"));
+        }
+        for (i, source) in self.sources.iter().enumerate() {
+            one_of(key(&format!("sources[{i}].name")), &source.name, SOURCES)?;
+            if source.quota == 0 {
+                return Err(ConfigError::new(key(&format!("sources[{i}].quota")), "must be ≥ 1"));
+            }
+            if !(source.weight.is_finite() && source.weight >= 0.0) {
+                return Err(ConfigError::new(key(&format!("sources[{i}].weight")), "must be ≥ 0"));
+            }
+        }
+        one_of(key("ranker"), &self.ranker, RANKERS)?;
+        for (i, rule) in self.rules.iter().enumerate() {
+            one_of(key(&format!("rules[{i}]")), rule, RULES)?;
+        }
+        one_of(key("exploration"), &self.exploration, EXPLORATION)?;
+        if !(1..=100_000).contains(&self.max_candidates) {
+            return Err(ConfigError::new(key("max_candidates"), "must be between 1 and 100000"));
+        }
+        Ok(())
+    }
+}
+
+fn toml_error_key(error: &toml::de::Error) -> String {
+    error.span().map_or_else(|| "(document)".to_owned(), |span| format!("(at byte {})", span.start))
+}
+
+/// Sets `a.b.c` (given as `A__B__C`) in the document to `raw`, read as a TOML value
+/// when it parses as one and as a string otherwise.
+fn apply_override(document: &mut toml::Table, path: &str, raw: &str) -> Result<(), ConfigError> {
+    let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+    let dotted = keys.join(".");
+    if keys.iter().any(String::is_empty) {
+        return Err(ConfigError::new(dotted, "empty key in environment override"));
+    }
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let (last, parents) = keys.split_last().expect("at least one key");
+    let mut table = document;
+    for key in parents {
+        let entry = table.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry.as_table_mut().ok_or_else(|| ConfigError::new(dotted.clone(), "is not a table"))?;
+    }
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<EngineConfig, ConfigError> {
+        EngineConfig::load(text, env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn empty_document_gives_valid_defaults() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config, EngineConfig::default());
+        assert!(config.surfaces.contains_key("home"));
+    }
+
+    #[test]
+    fn a_file_surface_replaces_the_default_of_that_name() {
+        let config = load("[surfaces.home]\nsources = [{ name = \"bm25\", quota = 10 }]\n", &[]).unwrap();
+        assert_eq!(config.surfaces["home"].sources[0].name, "bm25");
+        assert_eq!(config.surfaces["home"].rules, default_rules());
+        assert!(config.surfaces.contains_key("search"));
+    }
+
+    #[test]
+    fn environment_overrides_win() {
+        let config = load(
+            "[search]\nk1 = 0.9\n",
+            &[("FUNNEL__SEARCH__K1", "1.5"), ("FUNNEL__TRAIN__POPULARITY_HALF_LIFE_DAYS", "7"), ("OTHER", "x")],
+        )
+        .unwrap();
+        assert_eq!(config.search.k1, 1.5);
+        assert_eq!(config.train.popularity_half_life_days, 7.0);
+    }
+
+    #[test]
+    fn errors_name_the_bad_key() {
+        let err = load("[search]\nkone = 1.0\n", &[]).unwrap_err();
+        assert_eq!(err.key, "search.kone");
+        assert!(err.reason.contains("unknown field"), "{err}");
+        let err = load("[search]\nb = \"high\"\n", &[]).unwrap_err();
+        assert_eq!(err.key, "search.b");
+        let err = load("[surfaces.home]\nsources = [{ name = \"magic\" }]\n", &[]).unwrap_err();
+        assert_eq!(err.key, "surfaces.home.sources[0].name");
+        assert!(err.reason.contains("popular"), "{err}");
+        let err = load("", &[("FUNNEL__SEARCH__B", "2")]).unwrap_err();
+        assert_eq!(err.key, "search.b");
+        let err = load("[train.event_weights]\nteleport = 1\n", &[]).unwrap_err();
+        assert_eq!(err.key, "train.event_weights.teleport");
+        let err = load("[search\n", &[]).unwrap_err();
+        assert!(err.key.contains("byte"), "{err}");
+    }
+}

@@ -1,0 +1,168 @@
+use funnel_core::{Event, EventContext, EventKind, Item, Record};
+use funnel_store::{FileLog, RecordLog, SnapshotDir};
+
+use super::*;
+use crate::train;
+
+fn item(id: &str, title: &str, available: bool, safe: bool) -> Record {
+    let mut item = Item::bare(id);
+    item.title = title.into();
+    item.available = available;
+    item.safe = safe;
+    Record::Item(item)
+}
+
+fn click(user: &str, item: &str, timestamp: i64) -> Record {
+    Record::Event(Event {
+        user: user.into(),
+        item: item.into(),
+        kind: EventKind::Click,
+        value: None,
+        timestamp,
+        context: EventContext::default(),
+    })
+}
+
+/// A small store: five items, popularity a > b > c > d; `d` unavailable, `e` unsafe.
+fn fixture() -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileLog::open(dir.path().join("log")).unwrap();
+    log.append(&[
+        item("a", "Rust web framework", true, true),
+        item("b", "Python web framework", true, true),
+        item("c", "Rust compiler", true, true),
+        item("d", "Rust async runtime", false, true),
+        item("e", "Rust web scraper", true, false),
+        item("f", "Python web framework", true, true),
+    ])
+    .unwrap();
+    let mut events = Vec::new();
+    for (item, count) in [("a", 5), ("b", 4), ("c", 3), ("d", 6), ("e", 7), ("f", 1)] {
+        for n in 0..count {
+            events.push(click(&format!("u{n}"), item, 1000 + n));
+        }
+    }
+    events.push(click("alice", "a", 1000));
+    log.append(&events).unwrap();
+    let snapshots = SnapshotDir::new(dir.path().join("snapshots"));
+    let config = EngineConfig::default();
+    train(&log.reader(), &snapshots, &config, None, &mut |_| {}).unwrap();
+    let engine = Engine::open_latest(&snapshots, &config).unwrap();
+    (dir, engine)
+}
+
+fn ids(response: &Response) -> Vec<&str> {
+    response.items.iter().map(|i| i.id.as_str()).collect()
+}
+
+fn request(surface: &str) -> Request {
+    Request { surface: surface.into(), k: 10, ..Request::default() }
+}
+
+#[test]
+fn recommend_serves_popular_unseen_servable_items() {
+    let (_dir, engine) = fixture();
+    let response = engine.run(&Request { user: Some("alice".into()), ..request("home") }).unwrap();
+    // a is seen by alice; d is unavailable, e unsafe; f duplicates b's title.
+    assert_eq!(ids(&response), ["b", "c"]);
+    let anonymous = engine.run(&request("home")).unwrap();
+    assert_eq!(ids(&anonymous), ["a", "b", "c"]);
+}
+
+#[test]
+fn recently_seen_items_are_dropped_too() {
+    let (_dir, engine) = fixture();
+    let response = engine
+        .run(&Request { user: Some("alice".into()), recently_seen: vec!["b".into()], ..request("home") })
+        .unwrap();
+    assert_eq!(ids(&response), ["c", "f"]);
+}
+
+#[test]
+fn search_ranks_by_bm25_and_respects_rules() {
+    let (_dir, engine) = fixture();
+    let response = engine.run(&Request { query: Some("rust".into()), ..request("search") }).unwrap();
+    // The shorter title wins at equal term frequency (BM25 length normalisation).
+    assert_eq!(ids(&response), ["c", "a"]);
+    let err = engine.run(&request("search")).unwrap_err();
+    assert!(matches!(err, EngineError::BadRequest { field: "query", .. }), "{err}");
+}
+
+#[test]
+fn similar_items_share_text_and_unknown_items_are_errors() {
+    let (_dir, engine) = fixture();
+    let response = engine.run(&Request { item: Some("b".into()), ..request("similar") }).unwrap();
+    assert_eq!(ids(&response)[..2], ["f", "a"], "{response:?}");
+    assert!(!ids(&response).contains(&"b"));
+    let err = engine.run(&Request { item: Some("zzz".into()), ..request("similar") }).unwrap_err();
+    assert!(matches!(err, EngineError::UnknownItem(ref id) if id == "zzz"));
+}
+
+#[test]
+fn explain_traces_every_stage() {
+    let (_dir, engine) = fixture();
+    let response = engine.run(&Request { user: Some("alice".into()), explain: true, ..request("home") }).unwrap();
+    let trace = response.trace.unwrap();
+    let stages: Vec<(&str, &str)> = trace.stages.iter().map(|s| (s.stage, s.component.as_str())).collect();
+    assert_eq!(
+        stages,
+        [
+            ("candidates", "popular"),
+            ("rank", "score"),
+            ("rules", "seen"),
+            ("rules", "available"),
+            ("rules", "safe"),
+            ("rules", "dedupe"),
+            ("explore", "none")
+        ]
+    );
+    let dedupe = &trace.stages[5];
+    assert_eq!(dedupe.details["ids"][0], "f");
+    assert!(engine.run(&request("home")).unwrap().trace.is_none());
+}
+
+#[test]
+fn bad_requests_name_the_field() {
+    let (_dir, engine) = fixture();
+    let err = engine.run(&Request { k: 0, ..request("home") }).unwrap_err();
+    assert!(matches!(err, EngineError::BadRequest { field: "k", .. }));
+    let err = engine.run(&request("nowhere")).unwrap_err();
+    assert!(matches!(err, EngineError::UnknownSurface(..)));
+    assert!(err.is_user_error());
+}
+
+#[test]
+fn the_same_request_gives_the_same_slate() {
+    let (_dir, engine) = fixture();
+    let req = Request { query: Some("web framework".into()), ..request("search") };
+    assert_eq!(engine.run(&req).unwrap().items, engine.run(&req).unwrap().items);
+}
+
+#[test]
+fn a_snapshot_round_trips_and_corruption_is_detected() {
+    let (dir, engine) = fixture();
+    let snapshots = SnapshotDir::new(dir.path().join("snapshots"));
+    let path = snapshots.path_of(snapshots.latest().unwrap().unwrap());
+    let loaded = Snapshot::load(&path).unwrap();
+    assert_eq!(loaded.manifest, engine.snapshot().manifest);
+    assert_eq!(loaded.catalog.index_of("c"), Some(2));
+    let text = path.join("text.bin");
+    let mut bytes = std::fs::read(&text).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&text, bytes).unwrap();
+    let err = Snapshot::load(&path).unwrap_err().to_string();
+    assert!(err.contains("checksum"), "{err}");
+}
+
+#[test]
+fn training_as_of_a_past_time_ignores_later_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileLog::open(dir.path().join("log")).unwrap();
+    log.append(&[click("u", "old", 100), click("u", "new", 200), click("v", "new", 200)]).unwrap();
+    let snapshots = SnapshotDir::new(dir.path().join("snapshots"));
+    let report = train(&log.reader(), &snapshots, &EngineConfig::default(), Some(150), &mut |_| {}).unwrap();
+    assert_eq!(report.events, 1);
+    let engine = Engine::open_latest(&snapshots, &EngineConfig::default()).unwrap();
+    let response = engine.run(&request("home")).unwrap();
+    assert_eq!(ids(&response), ["old"], "an item only clicked after as_of has no popularity yet");
+}

@@ -1,0 +1,57 @@
+//! The engine: builds immutable snapshots from the log (`train`) and answers requests
+//! against one snapshot through configured stages:
+//! candidate sources → ranker → rules → exploration.
+//!
+//! Plain synchronous Rust: no HTTP, no async runtime, no argument parsing. Time and
+//! randomness come in with the request; the same snapshot, request and seed give the
+//! same slate.
+
+mod catalog;
+mod config;
+mod engine;
+mod explore;
+mod pipeline;
+mod ranker;
+mod request;
+mod rules;
+mod snapshot;
+mod sources;
+mod train;
+
+pub use catalog::{Catalog, CatalogItem};
+pub use config::{ConfigError, EngineConfig, SearchConfig, SourceConfig, SurfaceConfig, TrainConfig};
+pub use engine::Engine;
+pub use pipeline::{CandidateSource, ExplorationPolicy, Ranker, Rule};
+pub use request::{Request, RequestContext, Response};
+pub use snapshot::{Manifest, Snapshot};
+pub use train::{TrainReport, train};
+
+/// Errors of the engine. The first group is the caller's to fix (a 4xx over HTTP);
+/// the rest are internal.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("field `{field}`: {reason}")]
+    BadRequest { field: &'static str, reason: String },
+    #[error("unknown item `{0}`")]
+    UnknownItem(String),
+    #[error("unknown surface `{0}` (configured: {1})")]
+    UnknownSurface(String, String),
+    #[error("no snapshot yet: run `funnel train` first")]
+    NoSnapshot,
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] funnel_store::StoreError),
+    #[error("snapshot {path}: {reason}")]
+    Snapshot { path: std::path::PathBuf, reason: String },
+}
+
+impl EngineError {
+    /// Whether the caller caused this error (bad input) rather than the system.
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            Self::BadRequest { .. } | Self::UnknownItem(_) | Self::UnknownSurface(..) | Self::NoSnapshot | Self::Config(_)
+        )
+    }
+}

@@ -1,0 +1,179 @@
+//! The stage traits and a surface's pipeline that runs them in order:
+//! candidate sources (merged under quotas) → ranker → rules → exploration.
+
+use std::time::Instant;
+
+use funnel_core::{Candidate, StageTrace};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::{Value, json};
+
+use crate::{ConfigError, RequestContext, SurfaceConfig, explore, ranker, rules, sources};
+
+/// Proposes candidates for a request, best first.
+pub trait CandidateSource: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Up to `limit` eligible candidates. A source that does not apply to this request
+    /// (no query for a text source, say) returns none.
+    fn generate(&self, ctx: &RequestContext<'_>, limit: usize) -> Vec<Candidate>;
+}
+
+/// Sets `score` on every candidate and sorts them best first.
+pub trait Ranker: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn rank(&self, ctx: &RequestContext<'_>, candidates: &mut Vec<Candidate>) -> Value;
+}
+
+/// A business rule over the ranked list: filters, boosts, pins. Returns what it did.
+pub trait Rule: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn apply(&self, ctx: &RequestContext<'_>, candidates: &mut Vec<Candidate>) -> Value;
+}
+
+/// Picks the final `k` items and sets each one's propensity (the probability with which
+/// the policy put it in its position).
+pub trait ExplorationPolicy: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn choose(&self, ctx: &RequestContext<'_>, ranked: Vec<Candidate>, k: usize, rng: &mut StdRng) -> Vec<Candidate>;
+}
+
+struct SourceSlot {
+    source: Box<dyn CandidateSource>,
+    quota: usize,
+    weight: f32,
+}
+
+/// A surface's configured stages.
+pub(crate) struct Pipeline {
+    sources: Vec<SourceSlot>,
+    ranker: Box<dyn Ranker>,
+    rules: Vec<Box<dyn Rule>>,
+    exploration: Box<dyn ExplorationPolicy>,
+    max_candidates: usize,
+}
+
+/// A stage's result as the trace records it.
+pub(crate) struct Stages {
+    pub traces: Vec<StageTrace>,
+    pub explain: bool,
+}
+
+impl Stages {
+    fn record(&mut self, stage: &'static str, component: &str, started: Instant, sizes: (usize, usize), details: impl FnOnce() -> Value) {
+        self.traces.push(StageTrace {
+            stage,
+            component: component.to_owned(),
+            micros: started.elapsed().as_micros() as u64,
+            input: sizes.0,
+            output: sizes.1,
+            details: if self.explain { details() } else { Value::Null },
+        });
+    }
+}
+
+fn describe(ctx: &RequestContext<'_>, candidates: &[Candidate], limit: usize) -> Value {
+    let catalog = &ctx.snapshot.catalog;
+    Value::Array(
+        candidates
+            .iter()
+            .take(limit)
+            .map(|c| {
+                json!({
+                    "id": catalog.get(c.item).id,
+                    "title": catalog.get(c.item).title,
+                    "source": c.source,
+                    "source_score": c.source_score,
+                    "score": c.score,
+                })
+            })
+            .collect(),
+    )
+}
+
+impl Pipeline {
+    pub fn from_config(config: &SurfaceConfig) -> Result<Self, ConfigError> {
+        let sources = config
+            .sources
+            .iter()
+            .map(|s| SourceSlot { source: sources::by_name(&s.name), quota: s.quota, weight: s.weight })
+            .collect();
+        Ok(Self {
+            sources,
+            ranker: ranker::by_name(&config.ranker),
+            rules: config.rules.iter().map(|r| rules::by_name(r)).collect(),
+            exploration: explore::by_name(&config.exploration),
+            max_candidates: config.max_candidates,
+        })
+    }
+
+    pub fn needs_query(&self) -> bool {
+        self.sources.iter().any(|s| s.source.name() == "bm25")
+    }
+
+    pub fn needs_item(&self) -> bool {
+        self.sources.iter().any(|s| s.source.name() == "similar")
+    }
+
+    pub fn run(&self, ctx: &RequestContext<'_>, stages: &mut Stages) -> Vec<Candidate> {
+        let mut candidates = self.candidates(ctx, stages);
+
+        let started = Instant::now();
+        let input = candidates.len();
+        let details = self.ranker.rank(ctx, &mut candidates);
+        stages.record("rank", self.ranker.name(), started, (input, candidates.len()), || {
+            json!({ "ranker": details, "top": describe(ctx, &candidates, 20) })
+        });
+
+        for rule in &self.rules {
+            let started = Instant::now();
+            let input = candidates.len();
+            let details = rule.apply(ctx, &mut candidates);
+            stages.record("rules", rule.name(), started, (input, candidates.len()), || details);
+        }
+
+        let started = Instant::now();
+        let input = candidates.len();
+        let mut rng = StdRng::seed_from_u64(ctx.request.seed);
+        let slate = self.exploration.choose(ctx, candidates, ctx.request.k, &mut rng);
+        stages.record("explore", self.exploration.name(), started, (input, slate.len()), || {
+            json!({ "slate": describe(ctx, &slate, slate.len()), "propensities": slate.iter().map(|c| c.propensity).collect::<Vec<_>>() })
+        });
+        slate
+    }
+
+    /// Runs every source under its quota, weights their scores and merges them,
+    /// keeping each item once (at its best weighted score).
+    fn candidates(&self, ctx: &RequestContext<'_>, stages: &mut Stages) -> Vec<Candidate> {
+        let mut merged: Vec<Candidate> = Vec::new();
+        let mut position: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+        for slot in &self.sources {
+            let started = Instant::now();
+            let produced = slot.source.generate(ctx, slot.quota.min(self.max_candidates));
+            let count = produced.len();
+            let top = if stages.explain { describe(ctx, &produced, 10) } else { Value::Null };
+            let max = produced.iter().map(|c| c.source_score).fold(0f32, f32::max);
+            let mut duplicates = 0;
+            for mut candidate in produced {
+                // Normalise each source to [0, 1] by its best score, then weight it.
+                candidate.score = if max > 0.0 { slot.weight * candidate.source_score / max } else { 0.0 };
+                match position.get(&candidate.item) {
+                    Some(&at) => {
+                        duplicates += 1;
+                        if candidate.score > merged[at].score {
+                            merged[at] = candidate;
+                        }
+                    }
+                    None if merged.len() < self.max_candidates => {
+                        position.insert(candidate.item, merged.len());
+                        merged.push(candidate);
+                    }
+                    None => {}
+                }
+            }
+            stages.record("candidates", slot.source.name(), started, (0, count), || {
+                json!({ "quota": slot.quota, "weight": slot.weight, "already_proposed": duplicates, "top": top })
+            });
+        }
+        merged
+    }
+}

@@ -1,0 +1,56 @@
+use std::collections::HashSet;
+
+use funnel_core::{ScoredItem, Timestamp, Trace};
+
+use crate::Snapshot;
+
+/// Largest slate a request may ask for.
+pub const MAX_K: usize = 1000;
+
+/// One request to a surface. What it must carry depends on the surface's sources: a
+/// `query` for text search, an `item` for "similar items"; `user` is always optional.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Request {
+    pub surface: String,
+    pub user: Option<String>,
+    pub query: Option<String>,
+    pub item: Option<String>,
+    pub k: usize,
+    pub explain: bool,
+    /// Items the caller knows the user has seen since the snapshot was built.
+    pub recently_seen: Vec<String>,
+    /// The request's clock; defaults to the snapshot's `as_of`.
+    pub now: Option<Timestamp>,
+    /// Seed for any randomised stage; the same seed gives the same slate.
+    pub seed: u64,
+}
+
+/// What every stage of one request can read.
+#[derive(Debug)]
+pub struct RequestContext<'a> {
+    pub snapshot: &'a Snapshot,
+    pub request: &'a Request,
+    pub now: Timestamp,
+    /// Snapshot history plus `recently_seen`, as item indices.
+    pub seen: HashSet<u32>,
+    /// The anchor item of a "similar items" request.
+    pub item: Option<u32>,
+}
+
+impl RequestContext<'_> {
+    /// Whether a source may propose this item: servable and not seen.
+    pub fn eligible(&self, item: u32) -> bool {
+        self.snapshot.catalog.servable(item) && !self.seen.contains(&item) && Some(item) != self.item
+    }
+}
+
+/// A served slate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub items: Vec<ScoredItem>,
+    /// Filled when the request asked to explain.
+    pub trace: Option<Trace>,
+    /// Microseconds spent per stage, always filled (for latency metrics).
+    pub stage_micros: Vec<(&'static str, u64)>,
+    pub snapshot: String,
+}

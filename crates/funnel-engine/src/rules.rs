@@ -1,0 +1,81 @@
+//! Re-ranking rules. Each records what it removed and why.
+
+use std::collections::HashSet;
+
+use funnel_core::Candidate;
+use serde_json::{Value, json};
+
+use crate::{RequestContext, Rule};
+
+/// At most this many dropped ids are listed in a trace.
+const TRACE_LIMIT: usize = 50;
+
+pub(crate) fn by_name(name: &str) -> Box<dyn Rule> {
+    match name {
+        "seen" => Box::new(Filter { name: "seen", keep: |ctx, item| !ctx.seen.contains(&item) }),
+        "available" => Box::new(Filter { name: "available", keep: |ctx, item| ctx.snapshot.catalog.get(item).available }),
+        "safe" => Box::new(Filter { name: "safe", keep: |ctx, item| ctx.snapshot.catalog.get(item).safe }),
+        "dedupe" => Box::new(Dedupe),
+        other => unreachable!("config validation admits only known rules, got {other}"),
+    }
+}
+
+fn dropped_trace(ctx: &RequestContext<'_>, dropped: &[u32], reason: &str) -> Value {
+    let ids: Vec<&str> = dropped.iter().take(TRACE_LIMIT).map(|&i| ctx.snapshot.catalog.get(i).id.as_str()).collect();
+    json!({ "dropped": dropped.len(), "reason": reason, "ids": ids })
+}
+
+/// Drops candidates for which `keep` is false.
+struct Filter {
+    name: &'static str,
+    keep: fn(&RequestContext<'_>, u32) -> bool,
+}
+
+impl Rule for Filter {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn apply(&self, ctx: &RequestContext<'_>, candidates: &mut Vec<Candidate>) -> Value {
+        let mut dropped = Vec::new();
+        candidates.retain(|c| {
+            let keep = (self.keep)(ctx, c.item);
+            if !keep {
+                dropped.push(c.item);
+            }
+            keep
+        });
+        let reason = match self.name {
+            "seen" => "the user has already interacted with it",
+            "available" => "marked unavailable",
+            _ => "marked unsafe",
+        };
+        dropped_trace(ctx, &dropped, reason)
+    }
+}
+
+/// Keeps the first of candidates that share an item or an identical title.
+struct Dedupe;
+
+impl Rule for Dedupe {
+    fn name(&self) -> &'static str {
+        "dedupe"
+    }
+
+    fn apply(&self, ctx: &RequestContext<'_>, candidates: &mut Vec<Candidate>) -> Value {
+        let catalog = &ctx.snapshot.catalog;
+        let mut items = HashSet::new();
+        let mut titles = HashSet::new();
+        let mut dropped = Vec::new();
+        candidates.retain(|c| {
+            let title = catalog.get(c.item).title.trim().to_lowercase();
+            let fresh_title = title.is_empty() || titles.insert(title);
+            let keep = items.insert(c.item) && fresh_title;
+            if !keep {
+                dropped.push(c.item);
+            }
+            keep
+        });
+        dropped_trace(ctx, &dropped, "same item or same title as a higher-ranked candidate")
+    }
+}

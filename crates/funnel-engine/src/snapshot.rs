@@ -1,0 +1,135 @@
+//! An immutable snapshot: everything a request reads, built by `train`, written as a
+//! folder of files plus `manifest.json` (format version, counts, per-file size and
+//! CRC-32). Loading checks the version and every checksum before anything is served.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+
+use funnel_core::Timestamp;
+use funnel_text::Bm25Index;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::{Catalog, EngineError, SearchConfig, TrainConfig};
+
+pub const FORMAT_VERSION: u32 = 1;
+const MANIFEST: &str = "manifest.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub name: String,
+    pub bytes: u64,
+    pub crc32: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub id: String,
+    /// The snapshot's clock: time decay and "now" are measured from here.
+    pub as_of: Timestamp,
+    pub items: usize,
+    pub users: usize,
+    pub events: u64,
+    pub train: TrainConfig,
+    pub search: SearchConfig,
+    pub files: Vec<FileEntry>,
+}
+
+/// Items ranked by time-decayed, weighted interaction counts.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Popularity {
+    pub scores: Vec<f32>,
+    /// Item indices, most popular first (ties by index); only items with a score > 0.
+    pub order: Vec<u32>,
+}
+
+/// Each user's positive interactions (item indices, sorted, distinct), in CSR form.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Histories {
+    pub users: HashMap<String, u32>,
+    pub offsets: Vec<u64>,
+    pub items: Vec<u32>,
+}
+
+impl Histories {
+    pub fn of(&self, user: &str) -> &[u32] {
+        match self.users.get(user) {
+            Some(&u) => &self.items[self.offsets[u as usize] as usize..self.offsets[u as usize + 1] as usize],
+            None => &[],
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub manifest: Manifest,
+    pub catalog: Catalog,
+    pub popularity: Popularity,
+    pub histories: Histories,
+    pub text: Bm25Index,
+}
+
+fn snapshot_error(path: &Path, reason: impl Into<String>) -> EngineError {
+    EngineError::Snapshot { path: path.to_owned(), reason: reason.into() }
+}
+
+fn write_part<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<FileEntry, EngineError> {
+    let bytes = postcard::to_stdvec(value).map_err(|e| snapshot_error(&dir.join(name), e.to_string()))?;
+    let path = dir.join(name);
+    fs::write(&path, &bytes).map_err(|e| snapshot_error(&path, e.to_string()))?;
+    Ok(FileEntry { name: name.to_owned(), bytes: bytes.len() as u64, crc32: crc32fast::hash(&bytes) })
+}
+
+fn read_part<T: DeserializeOwned>(dir: &Path, manifest: &Manifest, name: &str) -> Result<T, EngineError> {
+    let path = dir.join(name);
+    let entry = manifest
+        .files
+        .iter()
+        .find(|f| f.name == name)
+        .ok_or_else(|| snapshot_error(&dir.join(MANIFEST), format!("lists no file `{name}`")))?;
+    let bytes = fs::read(&path).map_err(|e| snapshot_error(&path, e.to_string()))?;
+    if bytes.len() as u64 != entry.bytes || crc32fast::hash(&bytes) != entry.crc32 {
+        return Err(snapshot_error(&path, "size or checksum differs from the manifest (corrupt or truncated)"));
+    }
+    postcard::from_bytes(&bytes).map_err(|e| snapshot_error(&path, format!("does not decode: {e}")))
+}
+
+impl Snapshot {
+    /// Writes the snapshot's files and manifest into `dir` (an empty folder).
+    pub fn save(&mut self, dir: &Path) -> Result<(), EngineError> {
+        self.manifest.files = vec![
+            write_part(dir, "catalog.bin", &self.catalog)?,
+            write_part(dir, "popularity.bin", &self.popularity)?,
+            write_part(dir, "histories.bin", &self.histories)?,
+            write_part(dir, "text.bin", &self.text)?,
+        ];
+        let path = dir.join(MANIFEST);
+        let json = serde_json::to_vec_pretty(&self.manifest).map_err(|e| snapshot_error(&path, e.to_string()))?;
+        fs::write(&path, json).map_err(|e| snapshot_error(&path, e.to_string()))
+    }
+
+    pub fn load(dir: &Path) -> Result<Self, EngineError> {
+        let path = dir.join(MANIFEST);
+        let text = fs::read(&path).map_err(|e| snapshot_error(&path, e.to_string()))?;
+        let version: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|e| snapshot_error(&path, e.to_string()))?;
+        let found = version.get("format_version").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        if found > u64::from(FORMAT_VERSION) {
+            return Err(snapshot_error(
+                &path,
+                format!("format version {found} is newer than this build reads ({FORMAT_VERSION}); upgrade Funnel"),
+            ));
+        }
+        let manifest: Manifest = serde_json::from_value(version).map_err(|e| snapshot_error(&path, e.to_string()))?;
+        let mut catalog: Catalog = read_part(dir, &manifest, "catalog.bin")?;
+        catalog.rebuild_index();
+        Ok(Self {
+            popularity: read_part(dir, &manifest, "popularity.bin")?,
+            histories: read_part(dir, &manifest, "histories.bin")?,
+            text: read_part(dir, &manifest, "text.bin")?,
+            catalog,
+            manifest,
+        })
+    }
+}

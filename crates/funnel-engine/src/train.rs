@@ -1,0 +1,220 @@
+//! `train`: read the log once, build every model and index as of one point in time, and
+//! publish them as a new snapshot. Events after `as_of` are ignored, so a snapshot built
+//! "as of" a past time never sees the future.
+
+use std::collections::HashMap;
+
+use funnel_core::{EventKind, Item, Record, Timestamp};
+use funnel_store::{LogReader, SnapshotDir, SnapshotId};
+use funnel_text::{AnalyzerConfig, Bm25Index, Bm25Params, DocText};
+
+use crate::snapshot::{FORMAT_VERSION, Histories, Manifest, Popularity};
+use crate::{Catalog, EngineConfig, EngineError, SearchConfig, Snapshot, TrainConfig};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainReport {
+    pub snapshot: SnapshotId,
+    pub as_of: Timestamp,
+    pub items: usize,
+    pub users: usize,
+    pub events: u64,
+    pub terms: usize,
+}
+
+/// One event, interned.
+struct Interaction {
+    user: u32,
+    item: u32,
+    kind: EventKind,
+    value: f32,
+    timestamp: Timestamp,
+}
+
+#[derive(Default)]
+struct Gathered {
+    items: Vec<Item>,
+    item_index: HashMap<String, u32>,
+    user_ids: Vec<String>,
+    user_index: HashMap<String, u32>,
+    interactions: Vec<Interaction>,
+}
+
+impl Gathered {
+    fn item(&mut self, item: Item) {
+        match self.item_index.get(&item.id) {
+            Some(&i) => self.items[i as usize] = item,
+            None => {
+                self.item_index.insert(item.id.clone(), self.items.len() as u32);
+                self.items.push(item);
+            }
+        }
+    }
+
+    fn item_id(&mut self, id: &str) -> u32 {
+        if let Some(&i) = self.item_index.get(id) {
+            return i;
+        }
+        self.item(Item::bare(id));
+        self.items.len() as u32 - 1
+    }
+
+    fn user_id(&mut self, id: &str) -> u32 {
+        if let Some(&u) = self.user_index.get(id) {
+            return u;
+        }
+        let u = self.user_ids.len() as u32;
+        self.user_index.insert(id.to_owned(), u);
+        self.user_ids.push(id.to_owned());
+        u
+    }
+
+    fn record(&mut self, record: Record) {
+        match record {
+            Record::Item(item) => self.item(item),
+            Record::User(user) => {
+                self.user_id(&user.id);
+            }
+            Record::Event(event) => {
+                let user = self.user_id(&event.user);
+                let item = self.item_id(&event.item);
+                self.interactions.push(Interaction {
+                    user,
+                    item,
+                    kind: event.kind,
+                    value: event.value.unwrap_or(1.0) as f32,
+                    timestamp: event.timestamp,
+                });
+            }
+        }
+    }
+}
+
+/// Builds a snapshot from everything in `log` and publishes it in `snapshots`.
+/// `as_of` defaults to the time of the newest event, which keeps training deterministic.
+pub fn train(
+    log: &LogReader,
+    snapshots: &SnapshotDir,
+    config: &EngineConfig,
+    as_of: Option<Timestamp>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<TrainReport, EngineError> {
+    progress("reading the log");
+    let mut gathered = Gathered::default();
+    log.scan(&mut |record| {
+        gathered.record(record);
+        Ok(())
+    })?;
+    let as_of = as_of.unwrap_or_else(|| gathered.interactions.iter().map(|i| i.timestamp).max().unwrap_or(0));
+    let events = gathered.interactions.iter().filter(|i| i.timestamp <= as_of).count() as u64;
+
+    progress("popularity and histories");
+    let popularity = popularity(&gathered, &config.train, as_of);
+    let histories = histories(&gathered, as_of);
+    progress("text index");
+    let text = text_index(&gathered.items, &config.search);
+    let catalog = Catalog::from_items(&gathered.items);
+
+    progress("writing the snapshot");
+    let writer = snapshots.begin()?;
+    let mut snapshot = Snapshot {
+        manifest: Manifest {
+            format_version: FORMAT_VERSION,
+            id: writer.id().to_string(),
+            as_of,
+            items: catalog.len(),
+            users: gathered.user_ids.len(),
+            events,
+            train: config.train.clone(),
+            search: config.search.clone(),
+            files: Vec::new(),
+        },
+        catalog,
+        popularity,
+        histories,
+        text,
+    };
+    snapshot.save(writer.path())?;
+    let id = writer.publish()?;
+    Ok(TrainReport {
+        snapshot: id,
+        as_of,
+        items: snapshot.manifest.items,
+        users: snapshot.manifest.users,
+        events,
+        terms: snapshot.text.n_terms(),
+    })
+}
+
+/// Weight of one interaction as a positive signal; 0 for none.
+fn positive_weight(config: &TrainConfig, kind: EventKind, value: f32) -> f64 {
+    let weight = config.event_weights.get(kind.as_str()).copied().unwrap_or(0.0);
+    if kind == EventKind::Rating && f64::from(value) < config.min_rating {
+        return 0.0;
+    }
+    weight
+}
+
+/// Σ weight · 2^(−age / half-life) per item, over events up to `as_of`.
+fn popularity(gathered: &Gathered, config: &TrainConfig, as_of: Timestamp) -> Popularity {
+    let half_life_seconds = config.popularity_half_life_days * 86_400.0;
+    let mut scores = vec![0f64; gathered.items.len()];
+    for event in gathered.interactions.iter().filter(|i| i.timestamp <= as_of) {
+        let weight = positive_weight(config, event.kind, event.value);
+        if weight > 0.0 {
+            let age = (as_of - event.timestamp) as f64;
+            scores[event.item as usize] += weight * (-age / half_life_seconds).exp2();
+        }
+    }
+    let mut order: Vec<u32> = (0..scores.len() as u32).filter(|&i| scores[i as usize] > 0.0).collect();
+    order.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
+    Popularity { scores: scores.into_iter().map(|s| s as f32).collect(), order }
+}
+
+/// Items each user has interacted with in any way but an impression ("seen").
+fn histories(gathered: &Gathered, as_of: Timestamp) -> Histories {
+    let mut per_user: Vec<Vec<u32>> = vec![Vec::new(); gathered.user_ids.len()];
+    for event in &gathered.interactions {
+        if event.timestamp <= as_of && event.kind != EventKind::Impression {
+            per_user[event.user as usize].push(event.item);
+        }
+    }
+    let mut histories = Histories { offsets: vec![0], ..Histories::default() };
+    for (user, mut items) in per_user.into_iter().enumerate() {
+        items.sort_unstable();
+        items.dedup();
+        histories.items.extend(items);
+        histories.offsets.push(histories.items.len() as u64);
+        histories.users.insert(gathered.user_ids[user].clone(), user as u32);
+    }
+    histories
+}
+
+fn text_index(items: &[Item], config: &SearchConfig) -> Bm25Index {
+    let extras: Vec<String> = items
+        .iter()
+        .map(|item| {
+            let mut text = item.categories.join(" ");
+            for tag in &item.tags {
+                text.push(' ');
+                text.push_str(tag);
+            }
+            text
+        })
+        .collect();
+    let docs: Vec<DocText<'_>> = items
+        .iter()
+        .zip(&extras)
+        .map(|(item, extra)| {
+            let mut fields = vec![(item.title.as_str(), config.title_weight), (extra.as_str(), 1.0)];
+            for (name, text) in &item.fields {
+                let wanted = config.fields.is_empty() || config.fields.contains(name);
+                if wanted && !text.starts_with("http://") && !text.starts_with("https://") {
+                    fields.push((text.as_str(), 1.0));
+                }
+            }
+            DocText { fields }
+        })
+        .collect();
+    let analyzer = AnalyzerConfig { stem: config.stem, stop_words: config.stop_words };
+    Bm25Index::build(&docs, analyzer, Bm25Params { k1: config.k1, b: config.b })
+}

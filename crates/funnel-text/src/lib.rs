@@ -1,0 +1,11 @@
+//! Text analysis (normalisation, tokenisation, stop words, stemming) and an in-memory
+//! BM25 index with "more like this" lookups.
+//!
+//! It knows nothing of items, events or snapshots on disk: the engine hands it texts
+//! with weights and serialises the index with serde.
+
+mod analyzer;
+mod bm25;
+
+pub use analyzer::{Analyzer, AnalyzerConfig};
+pub use bm25::{Bm25Index, Bm25Params, DocText, Hit};
