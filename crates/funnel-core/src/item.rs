@@ -6,6 +6,7 @@ use crate::{InvalidRecord, Timestamp, check_finite, check_id};
 
 /// A catalog entry. Only `id` is required; everything else has a neutral default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Item {
     pub id: String,
@@ -67,10 +68,12 @@ impl Item {
 
 /// A user. Attributes are free-form JSON values (country, age band, plan, …).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct User {
     pub id: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub attributes: BTreeMap<String, serde_json::Value>,
 }
 

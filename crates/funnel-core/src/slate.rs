@@ -23,6 +23,7 @@ impl Candidate {
 
 /// One entry of a served slate, as the API returns it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScoredItem {
     pub id: String,
     pub score: f32,
@@ -30,6 +31,7 @@ pub struct ScoredItem {
 
 /// What one stage of a request did, for `explain=true`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StageTrace {
     /// `understand`, `candidates`, `rank`, `rules`, `explore`.
     pub stage: &'static str,
@@ -39,11 +41,13 @@ pub struct StageTrace {
     pub input: usize,
     pub output: usize,
     /// Free-form details: per-item scores, dropped ids and why, …
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub details: serde_json::Value,
 }
 
 /// A request's explanation: every stage in the order it ran.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Trace {
     pub snapshot: String,
     pub stages: Vec<StageTrace>,

@@ -16,6 +16,36 @@ pub use snapshots::{SnapshotDir, SnapshotId, SnapshotWriter};
 
 use funnel_core::Record;
 
+/// The folder layout of one Funnel installation (`--data-dir`).
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
+    /// The event log's segments.
+    pub fn log(&self) -> PathBuf {
+        self.root.join("log")
+    }
+
+    pub fn snapshots(&self) -> SnapshotDir {
+        SnapshotDir::new(self.root.join("snapshots"))
+    }
+
+    /// The engine configuration read when no `--config` is given.
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("funnel.toml")
+    }
+}
+
 /// The narrow seam between the engine and any event-log backend.
 pub trait RecordLog: Send + Sync {
     /// Appends a batch; when this returns `Ok` the batch is durable (survives `kill -9`

@@ -1,0 +1,101 @@
+//! Extractors that turn bad input into errors naming the field.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::ApiError;
+
+/// A JSON body. Malformed JSON is a 400 with line and column; a value of the wrong
+/// shape is a 422 naming the path (`[3].timestamp`); a body over the limit is a 413.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    None,
+                    "request body is over the limit; send smaller batches",
+                )
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", None, rejection.body_text())
+            }
+        })?;
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", None, format!("malformed JSON: {inner}"))
+            } else if path == "." {
+                ApiError::invalid_field("(body)".into(), format!("{inner}; send a JSON array of records"))
+            } else {
+                ApiError::invalid_field(path, inner.to_string())
+            }
+        })?;
+        deserializer.end().map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", None, format!("trailing data after the JSON value: {e}"))
+        })?;
+        Ok(JsonBody(value))
+    }
+}
+
+/// Query-string parameters, read by name with errors that name the parameter. Unknown
+/// parameters are refused, so a typo (`?usr=`) is not silently ignored.
+#[derive(Debug)]
+pub struct Params(HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_param("query string", e.body_text()))?;
+        let mut map = HashMap::new();
+        for (key, value) in pairs {
+            if map.insert(key.clone(), value).is_some() {
+                return Err(ApiError::bad_param(&key, "given more than once"));
+            }
+        }
+        Ok(Params(map))
+    }
+}
+
+impl Params {
+    pub fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
+        match self.0.keys().find(|k| !allowed.contains(&k.as_str())) {
+            Some(unknown) => Err(ApiError::bad_param(unknown, format!("unknown parameter (accepted: {})", allowed.join(", ")))),
+            None => Ok(()),
+        }
+    }
+
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.0.get(name).filter(|v| !v.is_empty()).cloned()
+    }
+
+    pub fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, ApiError> {
+        match self.0.get(name) {
+            None => Ok(default),
+            Some(text) => text.parse().map_err(|_| ApiError::bad_param(name, format!("`{text}` is not a valid number"))),
+        }
+    }
+
+    pub fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.0.get(name).map(String::as_str) {
+            None | Some("false" | "0") => Ok(false),
+            Some("" | "true" | "1") => Ok(true),
+            Some(other) => Err(ApiError::bad_param(name, format!("`{other}` is not true or false"))),
+        }
+    }
+}

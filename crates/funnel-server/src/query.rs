@@ -1,0 +1,83 @@
+//! `GET /recommend`, `/search`, `/items/{id}/similar`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use funnel_engine::Request;
+
+use crate::extract::Params;
+use crate::wire::SlateBody;
+use crate::{ApiError, AppState};
+
+fn run(state: &AppState, request: Request) -> Result<Json<SlateBody>, ApiError> {
+    let engine = state.engine()?;
+    let response = engine.run(&request)?;
+    for (stage, micros) in &response.stage_micros {
+        metrics::histogram!("funnel_stage_duration_seconds", "surface" => request.surface.clone(), "stage" => *stage)
+            .record(*micros as f64 / 1e6);
+    }
+    Ok(Json(response.into()))
+}
+
+fn base_request(state: &AppState, params: &Params, surface: &str) -> Result<Request, ApiError> {
+    let user = params.text("user");
+    Ok(Request {
+        surface: params.text("surface").unwrap_or_else(|| surface.to_owned()),
+        recently_seen: state.recently_seen(user.as_deref()),
+        user,
+        k: params.number("k", 10)?,
+        explain: params.flag("explain")?,
+        seed: params.number("seed", 0)?,
+        ..Request::default()
+    })
+}
+
+/// Recommendations for a user (or for an anonymous visitor when `user` is absent).
+/// An unknown user is a cold start: popular items.
+#[utoipa::path(get, path = "/recommend",
+    params(("user" = Option<String>, Query, description = "user id"),
+           ("k" = Option<usize>, Query, description = "slate size, 1–1000 (default 10)"),
+           ("explain" = Option<bool>, Query, description = "include a per-stage trace"),
+           ("surface" = Option<String>, Query, description = "configured surface (default `home`)"),
+           ("seed" = Option<u64>, Query, description = "seed for randomised stages")),
+    responses((status = 200, body = SlateBody), (status = 400, body = crate::error::ErrorBody),
+              (status = 503, body = crate::error::ErrorBody)))]
+pub async fn recommend(State(state): State<Arc<AppState>>, params: Params) -> Result<Json<SlateBody>, ApiError> {
+    params.only(&["user", "k", "explain", "surface", "seed"])?;
+    run(&state, base_request(&state, &params, "home")?)
+}
+
+/// Text search, personalised when `user` is given.
+#[utoipa::path(get, path = "/search",
+    params(("q" = String, Query, description = "the query"),
+           ("user" = Option<String>, Query, description = "user id"),
+           ("k" = Option<usize>, Query, description = "slate size, 1–1000 (default 10)"),
+           ("explain" = Option<bool>, Query, description = "include a per-stage trace"),
+           ("surface" = Option<String>, Query, description = "configured surface (default `search`)")),
+    responses((status = 200, body = SlateBody), (status = 400, body = crate::error::ErrorBody),
+              (status = 503, body = crate::error::ErrorBody)))]
+pub async fn search(State(state): State<Arc<AppState>>, params: Params) -> Result<Json<SlateBody>, ApiError> {
+    params.only(&["q", "user", "k", "explain", "surface", "seed"])?;
+    let query = params.text("q").ok_or_else(|| ApiError::bad_param("q", "required: the text to search for"))?;
+    let request = Request { query: Some(query), ..base_request(&state, &params, "search")? };
+    run(&state, request)
+}
+
+/// Items like the given one.
+#[utoipa::path(get, path = "/items/{id}/similar",
+    params(("id" = String, Path, description = "item id"),
+           ("k" = Option<usize>, Query, description = "slate size, 1–1000 (default 10)"),
+           ("user" = Option<String>, Query, description = "user id, to drop what they have seen"),
+           ("explain" = Option<bool>, Query, description = "include a per-stage trace")),
+    responses((status = 200, body = SlateBody), (status = 404, body = crate::error::ErrorBody),
+              (status = 503, body = crate::error::ErrorBody)))]
+pub async fn similar(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Json<SlateBody>, ApiError> {
+    params.only(&["k", "user", "explain", "surface", "seed"])?;
+    let request = Request { item: Some(id), ..base_request(&state, &params, "similar")? };
+    run(&state, request)
+}

@@ -1,0 +1,35 @@
+//! Response bodies shared by the HTTP API and the CLI's `--json` output.
+
+use funnel_core::{ScoredItem, Trace};
+use serde::Serialize;
+
+/// A served slate: `{"items": [{"id", "score"}, …], "trace": …, "snapshot": …}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SlateBody {
+    pub items: Vec<ScoredItem>,
+    /// Present when the request asked to explain: what every stage did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Trace>,
+    /// The snapshot that served the request.
+    pub snapshot: String,
+}
+
+impl From<funnel_engine::Response> for SlateBody {
+    fn from(response: funnel_engine::Response) -> Self {
+        Self { items: response.items, trace: response.trace, snapshot: response.snapshot }
+    }
+}
+
+/// The answer to an accepted write: every record is durable when this is sent.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub accepted: usize,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+    /// The snapshot being served; null until the first `funnel train`.
+    pub snapshot: Option<String>,
+    pub items: Option<usize>,
+}
