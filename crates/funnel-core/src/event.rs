@@ -169,10 +169,9 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_rejected() {
-        let err = serde_json::from_str::<Event>(
-            r#"{"user":"u","item":"i","kind":"click","timestamp":1,"colour":"red"}"#,
-        )
-        .unwrap_err();
+        let err =
+            serde_json::from_str::<Event>(r#"{"user":"u","item":"i","kind":"click","timestamp":1,"colour":"red"}"#)
+                .unwrap_err();
         assert!(err.to_string().contains("colour"), "{err}");
     }
 }

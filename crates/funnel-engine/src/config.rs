@@ -166,9 +166,8 @@ impl EngineConfig {
     /// Parses a TOML document (empty for defaults) and applies `FUNNEL__…` overrides
     /// from `env`. Surfaces given in the file replace the default surface of that name.
     pub fn load(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
-        let mut document: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            ConfigError::new(toml_error_key(&e), e.message().to_owned())
-        })?;
+        let mut document: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| ConfigError::new(toml_error_key(&e), e.message().to_owned()))?;
         for (name, raw) in env {
             if let Some(path) = name.strip_prefix(ENV_PREFIX) {
                 apply_override(&mut document, path, &raw)?;

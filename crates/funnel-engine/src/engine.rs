@@ -63,10 +63,7 @@ impl Engine {
         let slate = pipeline.run(&ctx, &mut stages);
 
         let catalog = &self.snapshot.catalog;
-        let items = slate
-            .iter()
-            .map(|c| ScoredItem { id: catalog.get(c.item).id.clone(), score: c.score })
-            .collect();
+        let items = slate.iter().map(|c| ScoredItem { id: catalog.get(c.item).id.clone(), score: c.score }).collect();
         let mut stage_micros: Vec<(&'static str, u64)> = Vec::new();
         for trace in &stages.traces {
             match stage_micros.iter_mut().find(|(stage, _)| *stage == trace.stage) {
@@ -83,12 +80,18 @@ impl Engine {
         let snapshot = &*self.snapshot;
         let query_missing = request.query.as_deref().is_none_or(|q| q.trim().is_empty());
         if pipeline.needs_query() && query_missing {
-            return Err(EngineError::BadRequest { field: "query", reason: "this surface searches text; give a query".into() });
+            return Err(EngineError::BadRequest {
+                field: "query",
+                reason: "this surface searches text; give a query".into(),
+            });
         }
         let item = match (&request.item, pipeline.needs_item()) {
             (Some(id), _) => Some(snapshot.catalog.index_of(id).ok_or_else(|| EngineError::UnknownItem(id.clone()))?),
             (None, true) => {
-                return Err(EngineError::BadRequest { field: "item", reason: "this surface needs an anchor item".into() });
+                return Err(EngineError::BadRequest {
+                    field: "item",
+                    reason: "this surface needs an anchor item".into(),
+                });
             }
             (None, false) => None,
         };
@@ -97,13 +100,7 @@ impl Engine {
             None => HashSet::new(),
         };
         seen.extend(request.recently_seen.iter().filter_map(|id| snapshot.catalog.index_of(id)));
-        Ok(RequestContext {
-            snapshot,
-            request,
-            now: request.now.unwrap_or(snapshot.manifest.as_of),
-            seen,
-            item,
-        })
+        Ok(RequestContext { snapshot, request, now: request.now.unwrap_or(snapshot.manifest.as_of), seen, item })
     }
 }
 

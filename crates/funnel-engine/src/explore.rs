@@ -21,7 +21,13 @@ impl ExplorationPolicy for Greedy {
         "none"
     }
 
-    fn choose(&self, _ctx: &RequestContext<'_>, mut ranked: Vec<Candidate>, k: usize, _rng: &mut StdRng) -> Vec<Candidate> {
+    fn choose(
+        &self,
+        _ctx: &RequestContext<'_>,
+        mut ranked: Vec<Candidate>,
+        k: usize,
+        _rng: &mut StdRng,
+    ) -> Vec<Candidate> {
         ranked.truncate(k);
         for candidate in &mut ranked {
             candidate.propensity = 1.0;

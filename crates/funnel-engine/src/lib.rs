@@ -51,7 +51,11 @@ impl EngineError {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            Self::BadRequest { .. } | Self::UnknownItem(_) | Self::UnknownSurface(..) | Self::NoSnapshot | Self::Config(_)
+            Self::BadRequest { .. }
+                | Self::UnknownItem(_)
+                | Self::UnknownSurface(..)
+                | Self::NoSnapshot
+                | Self::Config(_)
         )
     }
 }

@@ -59,7 +59,14 @@ pub(crate) struct Stages {
 }
 
 impl Stages {
-    fn record(&mut self, stage: &'static str, component: &str, started: Instant, sizes: (usize, usize), details: impl FnOnce() -> Value) {
+    fn record(
+        &mut self,
+        stage: &'static str,
+        component: &str,
+        started: Instant,
+        sizes: (usize, usize),
+        details: impl FnOnce() -> Value,
+    ) {
         self.traces.push(StageTrace {
             stage,
             component: component.to_owned(),
@@ -120,9 +127,13 @@ impl Pipeline {
         let started = Instant::now();
         let input = candidates.len();
         let details = self.ranker.rank(ctx, &mut candidates);
-        stages.record("rank", self.ranker.name(), started, (input, candidates.len()), || {
-            json!({ "ranker": details, "top": describe(ctx, &candidates, 20) })
-        });
+        stages.record(
+            "rank",
+            self.ranker.name(),
+            started,
+            (input, candidates.len()),
+            || json!({ "ranker": details, "top": describe(ctx, &candidates, 20) }),
+        );
 
         for rule in &self.rules {
             let started = Instant::now();
@@ -170,9 +181,13 @@ impl Pipeline {
                     None => {}
                 }
             }
-            stages.record("candidates", slot.source.name(), started, (0, count), || {
-                json!({ "quota": slot.quota, "weight": slot.weight, "already_proposed": duplicates, "top": top })
-            });
+            stages.record(
+                "candidates",
+                slot.source.name(),
+                started,
+                (0, count),
+                || json!({ "quota": slot.quota, "weight": slot.weight, "already_proposed": duplicates, "top": top }),
+            );
         }
         merged
     }

@@ -13,7 +13,9 @@ const TRACE_LIMIT: usize = 50;
 pub(crate) fn by_name(name: &str) -> Box<dyn Rule> {
     match name {
         "seen" => Box::new(Filter { name: "seen", keep: |ctx, item| !ctx.seen.contains(&item) }),
-        "available" => Box::new(Filter { name: "available", keep: |ctx, item| ctx.snapshot.catalog.get(item).available }),
+        "available" => {
+            Box::new(Filter { name: "available", keep: |ctx, item| ctx.snapshot.catalog.get(item).available })
+        }
         "safe" => Box::new(Filter { name: "safe", keep: |ctx, item| ctx.snapshot.catalog.get(item).safe }),
         "dedupe" => Box::new(Dedupe),
         other => unreachable!("config validation admits only known rules, got {other}"),

@@ -67,10 +67,9 @@ impl From<EngineError> for ApiError {
             EngineError::UnknownItem(id) => {
                 Self::new(StatusCode::NOT_FOUND, "not_found", Some("id".into()), format!("no item with id `{id}`"))
             }
-            EngineError::UnknownSurface(surface, known) => Self::bad_param(
-                "surface",
-                format!("no surface `{surface}` is configured (configured: {known})"),
-            ),
+            EngineError::UnknownSurface(surface, known) => {
+                Self::bad_param("surface", format!("no surface `{surface}` is configured (configured: {known})"))
+            }
             EngineError::NoSnapshot => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_snapshot",

@@ -44,7 +44,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             }
         })?;
         deserializer.end().map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", None, format!("trailing data after the JSON value: {e}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                None,
+                format!("trailing data after the JSON value: {e}"),
+            )
         })?;
         Ok(JsonBody(value))
     }
@@ -75,7 +80,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 impl Params {
     pub fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
         match self.0.keys().find(|k| !allowed.contains(&k.as_str())) {
-            Some(unknown) => Err(ApiError::bad_param(unknown, format!("unknown parameter (accepted: {})", allowed.join(", ")))),
+            Some(unknown) => {
+                Err(ApiError::bad_param(unknown, format!("unknown parameter (accepted: {})", allowed.join(", "))))
+            }
             None => Ok(()),
         }
     }
@@ -87,7 +94,9 @@ impl Params {
     pub fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, ApiError> {
         match self.0.get(name) {
             None => Ok(default),
-            Some(text) => text.parse().map_err(|_| ApiError::bad_param(name, format!("`{text}` is not a valid number"))),
+            Some(text) => {
+                text.parse().map_err(|_| ApiError::bad_param(name, format!("`{text}` is not a valid number")))
+            }
         }
     }
 

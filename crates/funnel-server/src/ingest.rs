@@ -38,7 +38,10 @@ async fn ingest<T>(
 #[utoipa::path(post, path = "/items", request_body = Vec<Item>,
     responses((status = 200, body = Accepted), (status = 400, body = crate::error::ErrorBody),
               (status = 413, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn post_items(State(state): State<Arc<AppState>>, JsonBody(items): JsonBody<Vec<Item>>) -> Result<Json<Accepted>, ApiError> {
+pub async fn post_items(
+    State(state): State<Arc<AppState>>,
+    JsonBody(items): JsonBody<Vec<Item>>,
+) -> Result<Json<Accepted>, ApiError> {
     ingest(&state, items, Item::validate, Record::Item).await
 }
 
@@ -46,7 +49,10 @@ pub async fn post_items(State(state): State<Arc<AppState>>, JsonBody(items): Jso
 #[utoipa::path(post, path = "/users", request_body = Vec<User>,
     responses((status = 200, body = Accepted), (status = 400, body = crate::error::ErrorBody),
               (status = 413, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn post_users(State(state): State<Arc<AppState>>, JsonBody(users): JsonBody<Vec<User>>) -> Result<Json<Accepted>, ApiError> {
+pub async fn post_users(
+    State(state): State<Arc<AppState>>,
+    JsonBody(users): JsonBody<Vec<User>>,
+) -> Result<Json<Accepted>, ApiError> {
     ingest(&state, users, User::validate, Record::User).await
 }
 
@@ -55,6 +61,9 @@ pub async fn post_users(State(state): State<Arc<AppState>>, JsonBody(users): Jso
 #[utoipa::path(post, path = "/events", request_body = Vec<Event>,
     responses((status = 200, body = Accepted), (status = 400, body = crate::error::ErrorBody),
               (status = 413, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn post_events(State(state): State<Arc<AppState>>, JsonBody(events): JsonBody<Vec<Event>>) -> Result<Json<Accepted>, ApiError> {
+pub async fn post_events(
+    State(state): State<Arc<AppState>>,
+    JsonBody(events): JsonBody<Vec<Event>>,
+) -> Result<Json<Accepted>, ApiError> {
     ingest(&state, events, Event::validate, Record::Event).await
 }

@@ -50,10 +50,8 @@ pub fn app(state: Arc<AppState>, max_body_bytes: usize) -> Router {
 /// Counts requests and records their latency per endpoint.
 async fn track(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let endpoint = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let endpoint =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().to_string();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();

@@ -8,11 +8,35 @@ use crate::{ingest, ops, query};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Funnel", description = "Recommendation and search engine: ingestion, recommend, search, similar items."),
-    paths(ingest::post_items, ingest::post_users, ingest::post_events, query::recommend, query::search,
-          query::similar, ops::health, ops::metrics),
-    components(schemas(Item, User, Event, EventKind, EventContext, ScoredItem, Trace, StageTrace, SlateBody,
-                       Accepted, Health, ErrorBody, ErrorDetail))
+    info(
+        title = "Funnel",
+        description = "Recommendation and search engine: ingestion, recommend, search, similar items."
+    ),
+    paths(
+        ingest::post_items,
+        ingest::post_users,
+        ingest::post_events,
+        query::recommend,
+        query::search,
+        query::similar,
+        ops::health,
+        ops::metrics
+    ),
+    components(schemas(
+        Item,
+        User,
+        Event,
+        EventKind,
+        EventContext,
+        ScoredItem,
+        Trace,
+        StageTrace,
+        SlateBody,
+        Accepted,
+        Health,
+        ErrorBody,
+        ErrorDetail
+    ))
 )]
 struct ApiDoc;
 

@@ -36,10 +36,8 @@ fn metrics_handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let buckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
-            let recorder = PrometheusBuilder::new()
-                .set_buckets(&buckets)
-                .expect("bucket list is not empty")
-                .build_recorder();
+            let recorder =
+                PrometheusBuilder::new().set_buckets(&buckets).expect("bucket list is not empty").build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");

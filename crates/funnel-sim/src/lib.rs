@@ -196,9 +196,8 @@ fn sim_user(u: usize, config: &SimConfig, centroids: &[Vec<f64>], rng: &mut StdR
     let first = rng.random_range(0..GENRES.len());
     let second = rng.random_range(0..GENRES.len());
     let noise = Normal::new(0.0, 0.5).expect("valid normal");
-    let taste = (0..config.dims)
-        .map(|d| 0.7 * centroids[first][d] + 0.3 * centroids[second][d] + noise.sample(rng))
-        .collect();
+    let taste =
+        (0..config.dims).map(|d| 0.7 * centroids[first][d] + 0.3 * centroids[second][d] + noise.sample(rng)).collect();
     let mut user = User { id: format!("user-{u:04}"), attributes: Default::default() };
     let age_band = ["18-24", "25-34", "35-44", "45-54", "55+"].choose(rng).expect("non-empty");
     user.attributes.insert("age_band".into(), serde_json::json!(age_band));
@@ -232,10 +231,14 @@ mod tests {
         assert!(history.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
         let impressions = history.iter().filter(|e| e.kind == EventKind::Impression).count();
         assert_eq!(impressions, 50 * 10 * 10);
-        let clicks_at = |p: u32| {
-            history.iter().filter(|e| e.kind == EventKind::Click && e.context.position == Some(p)).count()
-        };
-        assert!(clicks_at(1) > 2 * clicks_at(5), "top slots must draw more clicks: {} vs {}", clicks_at(1), clicks_at(5));
+        let clicks_at =
+            |p: u32| history.iter().filter(|e| e.kind == EventKind::Click && e.context.position == Some(p)).count();
+        assert!(
+            clicks_at(1) > 2 * clicks_at(5),
+            "top slots must draw more clicks: {} vs {}",
+            clicks_at(1),
+            clicks_at(5)
+        );
     }
 
     #[test]

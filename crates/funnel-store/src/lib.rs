@@ -62,7 +62,9 @@ pub trait RecordLog: Send + Sync {
 pub enum StoreError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{path} is locked by another Funnel process (a running `funnel serve`?); stop it or use another --data-dir")]
+    #[error(
+        "{path} is locked by another Funnel process (a running `funnel serve`?); stop it or use another --data-dir"
+    )]
     Locked { path: PathBuf },
     #[error("{path}: corrupt at byte {offset}: {reason}")]
     Corrupt { path: PathBuf, offset: u64, reason: String },

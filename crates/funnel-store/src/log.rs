@@ -92,14 +92,14 @@ fn seal_frame(out: &mut [u8], start: usize) {
 enum Tail {
     Clean,
     /// A torn or corrupt frame at this offset; everything from here on is garbage.
-    Torn { offset: u64, reason: String },
+    Torn {
+        offset: u64,
+        reason: String,
+    },
 }
 
 /// Reads a segment's frames, handing each payload to `visit`.
-fn read_segment(
-    path: &Path,
-    visit: &mut dyn FnMut(&[u8]) -> Result<(), StoreError>,
-) -> Result<Tail, StoreError> {
+fn read_segment(path: &Path, visit: &mut dyn FnMut(&[u8]) -> Result<(), StoreError>) -> Result<Tail, StoreError> {
     let mut bytes = Vec::new();
     File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(StoreError::io(path))?;
     check_header(path, &bytes)?;
@@ -129,11 +129,7 @@ fn read_segment(
 }
 
 fn check_header(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let corrupt = |reason: &str| StoreError::Corrupt {
-        path: path.to_owned(),
-        offset: 0,
-        reason: reason.to_owned(),
-    };
+    let corrupt = |reason: &str| StoreError::Corrupt { path: path.to_owned(), offset: 0, reason: reason.to_owned() };
     if bytes.len() < HEADER_LEN as usize || &bytes[..8] != MAGIC {
         return Err(corrupt("not a Funnel log segment (bad header)"));
     }
@@ -291,11 +287,7 @@ impl FileLog {
 
     fn create_segment(&self, number: u64) -> Result<File, StoreError> {
         let path = self.dir.join(segment_name(number));
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(StoreError::io(&path))?;
+        let mut file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(StoreError::io(&path))?;
         file.write_all(&header()).and_then(|()| file.sync_all()).map_err(StoreError::io(&path))?;
         sync_dir(&self.dir)?;
         Ok(file)

@@ -18,7 +18,12 @@ fn event(user: &str, n: i64) -> Record {
 
 fn all(dir: &Path) -> Vec<Record> {
     let mut out = Vec::new();
-    LogReader::new(dir).scan(&mut |r| Ok(out.push(r))).unwrap();
+    LogReader::new(dir)
+        .scan(&mut |r| {
+            out.push(r);
+            Ok(())
+        })
+        .unwrap();
     out
 }
 
@@ -103,9 +108,7 @@ fn an_import_is_invisible_until_commit_and_gone_when_dropped() {
         // dropped here: an import that failed half way
     }
     assert_eq!(all(dir.path()).len(), 1);
-    assert!(fs::read_dir(dir.path()).unwrap().all(|e| {
-        !e.unwrap().path().extension().is_some_and(|x| x == "tmp")
-    }));
+    assert!(fs::read_dir(dir.path()).unwrap().all(|e| e.unwrap().path().extension().is_none_or(|x| x != "tmp")));
 
     let mut tx = log.begin_import().unwrap();
     for n in 0..10_000 {

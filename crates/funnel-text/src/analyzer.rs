@@ -4,9 +4,9 @@ use unicode_normalization::UnicodeNormalization;
 
 /// Common English function words that carry no topic.
 const STOP_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "for", "from", "has", "have",
-    "if", "in", "into", "is", "it", "its", "no", "not", "of", "on", "or", "s", "such", "t", "that",
-    "the", "their", "then", "there", "these", "they", "this", "to", "was", "were", "will", "with",
+    "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "for", "from", "has", "have", "if", "in", "into",
+    "is", "it", "its", "no", "not", "of", "on", "or", "s", "such", "t", "that", "the", "their", "then", "there",
+    "these", "they", "this", "to", "was", "were", "will", "with",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -36,16 +36,13 @@ fn server() -> Server {
 
 impl Server {
     async fn call(&self, method: Method, uri: &str, body: Body) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("content-type", "application/json")
-            .body(body)
-            .unwrap();
+        let request =
+            Request::builder().method(method).uri(uri).header("content-type", "application/json").body(body).unwrap();
         let response = app(self.state.clone(), 64 * 1024).oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
-        let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        let value =
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
         (status, value)
     }
 
@@ -118,13 +115,26 @@ async fn wrong_types_and_invalid_values_are_422_naming_the_field() {
     let s = server();
     let wrong_type = json!([{"user": "u", "item": "i", "kind": "click", "timestamp": 1},
                             {"user": "u", "item": "i", "kind": "click", "timestamp": "noon"}]);
-    assert_error(&s.post("/events", wrong_type.to_string()).await, StatusCode::UNPROCESSABLE_ENTITY, Some("[1].timestamp"));
+    assert_error(
+        &s.post("/events", wrong_type.to_string()).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("[1].timestamp"),
+    );
     let bad_kind = json!([{"user": "u", "item": "i", "kind": "teleport", "timestamp": 1}]);
     assert_error(&s.post("/events", bad_kind.to_string()).await, StatusCode::UNPROCESSABLE_ENTITY, Some("[0].kind"));
-    let bad_value = json!([{"user": "u", "item": "i", "kind": "click", "timestamp": 1, "context": {"propensity": 2.0}}]);
-    assert_error(&s.post("/events", bad_value.to_string()).await, StatusCode::UNPROCESSABLE_ENTITY, Some("[0].context.propensity"));
+    let bad_value =
+        json!([{"user": "u", "item": "i", "kind": "click", "timestamp": 1, "context": {"propensity": 2.0}}]);
+    assert_error(
+        &s.post("/events", bad_value.to_string()).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("[0].context.propensity"),
+    );
     let unknown_field = json!([{"id": "x", "colour": "red"}]);
-    assert_error(&s.post("/items", unknown_field.to_string()).await, StatusCode::UNPROCESSABLE_ENTITY, Some("[0].colour"));
+    assert_error(
+        &s.post("/items", unknown_field.to_string()).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("[0].colour"),
+    );
     let empty_id = json!([{"id": ""}]);
     assert_error(&s.post("/users", empty_id.to_string()).await, StatusCode::UNPROCESSABLE_ENTITY, Some("[0].id"));
     assert_error(&s.post("/events", "{}").await, StatusCode::UNPROCESSABLE_ENTITY, Some("(body)"));

@@ -34,9 +34,7 @@ impl RecordSource for JsonLines {
             if text.trim().is_empty() {
                 continue;
             }
-            return Some(parse_record(text, kind).map_err(|(field, reason)| {
-                LineError { line, field, reason }
-            }));
+            return Some(parse_record(text, kind).map_err(|(field, reason)| LineError { line, field, reason }));
         }
     }
 }
@@ -84,10 +82,9 @@ fn id_of(value: &Value, field: &str) -> Result<String, FieldError> {
 fn string_list(value: &Value, field: &str) -> Result<Vec<String>, FieldError> {
     match value {
         Value::String(s) => Ok(split_list(s)),
-        Value::Array(values) => values
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| bad(field, "expected strings")))
-            .collect(),
+        Value::Array(values) => {
+            values.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(|| bad(field, "expected strings"))).collect()
+        }
         _ => Err(bad(field, "expected an array of strings or a `|`-separated string")),
     }
 }
@@ -128,7 +125,11 @@ fn set_item_field(item: &mut Item, key: &str, value: Value) -> Result<(), FieldE
         ("categories" | "category" | "genres", v) => item.categories = string_list(&v, key)?,
         ("tags", v) => item.tags = string_list(&v, key)?,
         ("available" | "safe", Value::Bool(b)) => {
-            if key == "available" { item.available = b } else { item.safe = b }
+            if key == "available" {
+                item.available = b
+            } else {
+                item.safe = b
+            }
         }
         ("available" | "safe", _) => return Err(bad(key, "expected true or false")),
         ("created_at", v) => {

@@ -185,8 +185,7 @@ fn resolve_format(path: &Path, format: Format) -> Result<Format, String> {
     } else if matches!(name, "u.data" | "u.item" | "u.user") || name.starts_with("u1.") {
         Ok(Format::Movielens)
     } else {
-        Err("cannot tell the format from the file name; pass --format jsonl|csv|tsv|movielens|beir"
-            .to_owned())
+        Err("cannot tell the format from the file name; pass --format jsonl|csv|tsv|movielens|beir".to_owned())
     }
 }
 

@@ -12,9 +12,25 @@ use super::source::Lines;
 use super::{Kind, LineError, RecordSource, parse_timestamp, table::Table};
 
 const GENRES: [&str; 19] = [
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
-    "Thriller", "War", "Western",
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 ];
 
 pub(crate) fn open(path: &Path, reader: Box<dyn BufRead>, kind: Kind) -> Result<Box<dyn RecordSource>, String> {
@@ -56,7 +72,7 @@ impl RecordSource for Ml100k {
     }
 }
 
-fn columns<'a>(text: &'a str, separator: char, at_least: usize, line: u64) -> Result<Vec<&'a str>, LineError> {
+fn columns(text: &str, separator: char, at_least: usize, line: u64) -> Result<Vec<&str>, LineError> {
     let columns: Vec<&str> = text.split(separator).map(str::trim).collect();
     if columns.len() < at_least {
         return Err(LineError::new(line, None, format!("expected {at_least} columns, found {}", columns.len())));
@@ -66,7 +82,8 @@ fn columns<'a>(text: &'a str, separator: char, at_least: usize, line: u64) -> Re
 
 fn rating_line(text: &str, line: u64) -> Result<Record, LineError> {
     let c = columns(text, '\t', 4, line)?;
-    let rating: f64 = c[2].parse().map_err(|_| LineError::new(line, Some("rating"), format!("`{}` is not a number", c[2])))?;
+    let rating: f64 =
+        c[2].parse().map_err(|_| LineError::new(line, Some("rating"), format!("`{}` is not a number", c[2])))?;
     let timestamp = parse_timestamp(c[3]).map_err(|e| LineError::new(line, Some("timestamp"), e))?;
     let event = Event {
         user: c[0].to_owned(),
@@ -88,12 +105,8 @@ fn item_line(text: &str, line: u64) -> Result<Record, LineError> {
     if !c[4].is_empty() {
         item.fields.insert("url".to_owned(), c[4].to_owned());
     }
-    item.categories = GENRES
-        .iter()
-        .zip(&c[5..])
-        .filter(|(_, flag)| **flag == "1")
-        .map(|(genre, _)| (*genre).to_owned())
-        .collect();
+    item.categories =
+        GENRES.iter().zip(&c[5..]).filter(|(_, flag)| **flag == "1").map(|(genre, _)| (*genre).to_owned()).collect();
     item.validate().map_err(|e| LineError::new(line, Some(e.field), e.reason))?;
     Ok(Record::Item(item))
 }
@@ -111,7 +124,8 @@ fn parse_release_date(text: &str) -> Option<i64> {
 fn user_line(text: &str, line: u64) -> Result<Record, LineError> {
     let c = columns(text, '|', 5, line)?;
     let mut attributes = BTreeMap::new();
-    let age: f64 = c[1].parse().map_err(|_| LineError::new(line, Some("age"), format!("`{}` is not a number", c[1])))?;
+    let age: f64 =
+        c[1].parse().map_err(|_| LineError::new(line, Some("age"), format!("`{}` is not a number", c[1])))?;
     attributes.insert("age".to_owned(), serde_json::json!(age));
     attributes.insert("gender".to_owned(), serde_json::json!(c[2]));
     attributes.insert("occupation".to_owned(), serde_json::json!(c[3]));

@@ -84,14 +84,11 @@ impl Table {
                 let headers: Vec<String> = h.iter().map(|s| s.trim().to_owned()).collect();
                 let columns = match kind {
                     Kind::Events => EventColumns::new(&headers, forced_kind).map(Columns::Events),
-                    Kind::Items => find(&headers, ID)
-                        .or_else(|| find(&headers, ITEM))
-                        .ok_or_else(|| missing(ID))
-                        .map(|id| Columns::Items {
-                            id,
-                            title: find(&headers, TITLE),
-                            categories: find(&headers, CATEGORIES),
-                        }),
+                    Kind::Items => {
+                        find(&headers, ID).or_else(|| find(&headers, ITEM)).ok_or_else(|| missing(ID)).map(|id| {
+                            Columns::Items { id, title: find(&headers, TITLE), categories: find(&headers, CATEGORIES) }
+                        })
+                    }
                     Kind::Users => find(&headers, ID)
                         .or_else(|| find(&headers, USER))
                         .ok_or_else(|| missing(ID))

@@ -37,7 +37,12 @@ fn import(log: &FileLog, path: &Path, kind: Kind, format: Format, skip_bad: bool
 
 fn records(log: &FileLog) -> Vec<Record> {
     let mut out = Vec::new();
-    log.reader().scan(&mut |r| Ok(out.push(r))).unwrap();
+    log.reader()
+        .scan(&mut |r| {
+            out.push(r);
+            Ok(())
+        })
+        .unwrap();
     out
 }
 
@@ -98,7 +103,10 @@ fn csv_events_map_headers_and_aliases() {
     let path = fx.file("ratings.csv", b"userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n1,1029,3.0,2009-12-14\n");
     assert_eq!(import(&log, &path, Kind::Events, Format::Auto, false).unwrap().records, 2);
     let Record::Event(first) = &records(&log)[0] else { panic!("not an event") };
-    assert_eq!((first.user.as_str(), first.item.as_str(), first.kind, first.value), ("1", "31", EventKind::Rating, Some(2.5)));
+    assert_eq!(
+        (first.user.as_str(), first.item.as_str(), first.kind, first.value),
+        ("1", "31", EventKind::Rating, Some(2.5))
+    );
 }
 
 #[test]
@@ -130,7 +138,10 @@ fn non_utf8_csv_is_a_clear_error() {
 fn csv_items_keep_extra_columns() {
     let fx = Fixture::new();
     let log = fx.log();
-    let path = fx.file("items.csv", b"movieId,title,genres,price,studio,available\n1,Toy Story (1995),Animation|Comedy,9.5,Pixar,false\n");
+    let path = fx.file(
+        "items.csv",
+        b"movieId,title,genres,price,studio,available\n1,Toy Story (1995),Animation|Comedy,9.5,Pixar,false\n",
+    );
     import(&log, &path, Kind::Items, Format::Auto, false).unwrap();
     let Record::Item(item) = &records(&log)[0] else { panic!("not an item") };
     assert_eq!(item.categories, ["Animation", "Comedy"]);
@@ -143,8 +154,11 @@ fn csv_items_keep_extra_columns() {
 fn beir_corpus_lines_become_items() {
     let fx = Fixture::new();
     let log = fx.log();
-    let path = fx.file("corpus.jsonl", br#"{"_id": "0-0-1", "title": "0-0-1", "text": "A lib for tfrecords", "month": "2017-12", "rank": 12}
-"#);
+    let path = fx.file(
+        "corpus.jsonl",
+        br#"{"_id": "0-0-1", "title": "0-0-1", "text": "A lib for tfrecords", "month": "2017-12", "rank": 12}
+"#,
+    );
     import(&log, &path, Kind::Items, Format::Beir, false).unwrap();
     let Record::Item(item) = &records(&log)[0] else { panic!("not an item") };
     assert_eq!(item.id, "0-0-1");

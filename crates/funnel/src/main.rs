@@ -1,0 +1,65 @@
+//! The `funnel` command: import, train, serve, query, quickstart. Parses arguments and
+//! configuration, shows progress, and prints results; all the work is in the library
+//! crates.
+
+mod cli;
+mod import;
+mod output;
+mod quickstart;
+mod serve;
+mod train;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use funnel_engine::EngineConfig;
+use funnel_store::DataDir;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "warn,funnel=info,funnel_server=info,funnel_store=info,funnel_engine=info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let data = DataDir::new(&cli.data_dir);
+    let config = load_config(&cli, &data)?;
+    match cli.command {
+        Command::Import(args) => import::run(&data, &args),
+        Command::Train(args) => train::run(&data, &config, &args),
+        Command::Serve(args) => serve::run(&data, config, &args),
+        Command::Recommend(args) => output::recommend(&data, &config, args),
+        Command::Search(args) => output::search(&data, &config, args),
+        Command::Similar(args) => output::similar(&data, &config, args),
+        Command::Quickstart(args) => quickstart::run(&data, config, &args),
+    }
+}
+
+/// `--config FILE`, else `DATA_DIR/funnel.toml` when present, else defaults; then the
+/// `FUNNEL__…` environment overrides.
+fn load_config(cli: &Cli, data: &DataDir) -> anyhow::Result<EngineConfig> {
+    let path = cli.config.clone().or_else(|| Some(data.config_file()).filter(|p| p.exists()));
+    let text = match &path {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        None => String::new(),
+    };
+    EngineConfig::load(&text, std::env::vars()).map_err(|e| match &path {
+        Some(path) => anyhow::anyhow!("{}: {e}", path.display()),
+        None => anyhow::anyhow!("{e}"),
+    })
+}

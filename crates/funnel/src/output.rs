@@ -1,0 +1,71 @@
+//! `recommend`, `search`, `similar`: run one request against the newest snapshot and
+//! print a table, or with `--json` the same body as the HTTP API.
+
+use funnel_engine::{Engine, EngineConfig, Request, Response};
+use funnel_server::wire::SlateBody;
+use funnel_store::DataDir;
+
+use crate::cli::{RecommendArgs, SearchArgs, SimilarArgs, SlateArgs};
+
+fn serve_one(data: &DataDir, config: &EngineConfig, slate: &SlateArgs, request: Request) -> anyhow::Result<()> {
+    let engine = Engine::open_latest(&data.snapshots(), config)?;
+    let request = Request { k: slate.k, explain: slate.explain, seed: slate.seed, ..request };
+    let response = engine.run(&request)?;
+    if slate.json {
+        println!("{}", serde_json::to_string_pretty(&SlateBody::from(response))?);
+    } else {
+        print_table(&engine, &response);
+    }
+    Ok(())
+}
+
+pub fn recommend(data: &DataDir, config: &EngineConfig, args: RecommendArgs) -> anyhow::Result<()> {
+    let request = Request { surface: args.surface, user: args.user, ..Request::default() };
+    serve_one(data, config, &args.slate, request)
+}
+
+pub fn search(data: &DataDir, config: &EngineConfig, args: SearchArgs) -> anyhow::Result<()> {
+    let request =
+        Request { surface: args.surface, user: args.user, query: Some(args.query.join(" ")), ..Request::default() };
+    serve_one(data, config, &args.slate, request)
+}
+
+pub fn similar(data: &DataDir, config: &EngineConfig, args: SimilarArgs) -> anyhow::Result<()> {
+    let request = Request { surface: args.surface, user: args.user, item: Some(args.item), ..Request::default() };
+    serve_one(data, config, &args.slate, request)
+}
+
+fn print_table(engine: &Engine, response: &Response) {
+    let catalog = &engine.snapshot().catalog;
+    if response.items.is_empty() {
+        println!("no items (snapshot {})", response.snapshot);
+    }
+    println!("{:>4}  {:<16} {:>9}  title", "#", "id", "score");
+    for (rank, item) in response.items.iter().enumerate() {
+        let title = catalog.index_of(&item.id).map(|i| catalog.get(i).title.as_str()).unwrap_or("");
+        println!("{:>4}  {:<16} {:>9.4}  {}", rank + 1, item.id, item.score, title);
+    }
+    let Some(trace) = &response.trace else { return };
+    println!("\ntrace (snapshot {}):", trace.snapshot);
+    for stage in &trace.stages {
+        println!(
+            "  {:<10} {:<10} {:>5} -> {:<5} {:>8.3} ms",
+            stage.stage,
+            stage.component,
+            stage.input,
+            stage.output,
+            stage.micros as f64 / 1000.0
+        );
+        if stage.stage == "rules" && stage.details["dropped"].as_u64().unwrap_or(0) > 0 {
+            let ids: Vec<&str> =
+                stage.details["ids"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).take(8).collect();
+            println!(
+                "             dropped {} ({}): {}",
+                stage.details["dropped"],
+                stage.details["reason"].as_str().unwrap_or(""),
+                ids.join(", ")
+            );
+        }
+    }
+    println!("(use --json for every score and detail)");
+}

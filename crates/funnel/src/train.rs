@@ -1,0 +1,40 @@
+use std::time::Instant;
+
+use funnel_engine::{EngineConfig, TrainReport, train};
+use funnel_store::import::parse_timestamp;
+use funnel_store::{DataDir, LogReader};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::cli::TrainArgs;
+
+pub fn run(data: &DataDir, config: &EngineConfig, args: &TrainArgs) -> anyhow::Result<()> {
+    let as_of = args.as_of.as_deref().map(parse_timestamp).transpose().map_err(|e| anyhow::anyhow!("--as-of: {e}"))?;
+    let started = Instant::now();
+    let report = build(data, config, as_of, !args.json)?;
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        let body = json!({
+            "snapshot": report.snapshot.to_string(), "as_of": report.as_of, "items": report.items,
+            "users": report.users, "events": report.events, "terms": report.terms, "seconds": seconds,
+        });
+        println!("{body}");
+    } else {
+        println!(
+            "snapshot {} built in {seconds:.2} s: {} items, {} users, {} events, {} terms (as of {})",
+            report.snapshot, report.items, report.users, report.events, report.terms, report.as_of
+        );
+    }
+    Ok(())
+}
+
+/// Trains with a spinner that names the current phase.
+pub fn build(data: &DataDir, config: &EngineConfig, as_of: Option<i64>, show: bool) -> anyhow::Result<TrainReport> {
+    let spinner = if show { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+    spinner.set_style(ProgressStyle::with_template("{spinner} training: {msg} ({elapsed})").expect("valid template"));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let reader = LogReader::new(data.log());
+    let report = train(&reader, &data.snapshots(), config, as_of, &mut |phase| spinner.set_message(phase.to_owned()));
+    spinner.finish_and_clear();
+    Ok(report?)
+}
