@@ -21,6 +21,23 @@ pub struct Catalog {
     categories: Vec<String>,
     #[serde(skip)]
     index: HashMap<String, u32>,
+    /// Hash of each normalised title (0 for none), for duplicate detection.
+    #[serde(skip)]
+    title_keys: Vec<u64>,
+}
+
+/// A hash of the trimmed, lowercased title; equal titles get equal keys. 0 means "no title".
+fn title_key(title: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let title = title.trim();
+    if title.is_empty() {
+        return 0;
+    }
+    let mut hasher = std::hash::DefaultHasher::new();
+    for c in title.chars().flat_map(char::to_lowercase) {
+        c.hash(&mut hasher);
+    }
+    hasher.finish().max(1)
 }
 
 impl Catalog {
@@ -52,9 +69,16 @@ impl Catalog {
         catalog
     }
 
-    /// Restores the id lookup after deserialisation.
+    /// Restores the lookups that are not stored (id index, title keys).
     pub(crate) fn rebuild_index(&mut self) {
         self.index = self.items.iter().enumerate().map(|(i, item)| (item.id.clone(), i as u32)).collect();
+        self.title_keys = self.items.iter().map(|item| title_key(&item.title)).collect();
+    }
+
+    /// Equal for items whose titles are equal ignoring case and surrounding space;
+    /// `None` for an item without a title.
+    pub fn title_key(&self, index: u32) -> Option<u64> {
+        Some(self.title_keys[index as usize]).filter(|&k| k != 0)
     }
 
     pub fn len(&self) -> usize {

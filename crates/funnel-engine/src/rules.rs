@@ -70,8 +70,7 @@ impl Rule for Dedupe {
         let mut titles = HashSet::new();
         let mut dropped = Vec::new();
         candidates.retain(|c| {
-            let title = catalog.get(c.item).title.trim().to_lowercase();
-            let fresh_title = title.is_empty() || titles.insert(title);
+            let fresh_title = catalog.title_key(c.item).is_none_or(|key| titles.insert(key));
             let keep = items.insert(c.item) && fresh_title;
             if !keep {
                 dropped.push(c.item);

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Real-data quality gates: run the release `funnel` binary on ../shared/data and fail
+when a result is wrong or a quality figure drops below its recorded threshold.
+
+Usage: python3 scripts/gates.py [--bin target/release/funnel] [--shared ../shared]
+Prints one line per check and a closing 'N passed, N failed' line; exits 1 on failure.
+Each command's wall time and peak memory are printed so that runs can be compared.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+RESULTS = {"passed": 0, "failed": 0}
+
+
+def run(binary, data_dir, *args):
+    """Runs funnel; returns (stdout, seconds, peak RSS in MiB). Raises on a non-zero exit."""
+    started = time.monotonic()
+    proc = subprocess.Popen([binary, "--data-dir", data_dir, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    streams = {}
+    readers = [
+        threading.Thread(target=lambda: streams.__setitem__("out", proc.stdout.read())),
+        threading.Thread(target=lambda: streams.__setitem__("err", proc.stderr.read())),
+    ]
+    for reader in readers:
+        reader.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    for reader in readers:
+        reader.join()
+    code = os.waitstatus_to_exitcode(status)
+    seconds = time.monotonic() - started
+    peak_mib = usage.ru_maxrss / 1024
+    if code != 0:
+        raise RuntimeError(f"funnel {' '.join(args)} failed ({code}):\n{streams['err'].decode()}")
+    print(f"  $ funnel {' '.join(args)}  [{seconds:.2f} s, peak RSS {peak_mib:.0f} MiB]")
+    return streams["out"].decode(), seconds, peak_mib
+
+
+def check(name, condition, detail=""):
+    RESULTS["passed" if condition else "failed"] += 1
+    print(f"{'ok  ' if condition else 'FAIL'} {name}{': ' + detail if detail else ''}")
+
+
+def ml100k_gate(binary, shared, work):
+    data = os.path.join(work, "ml100k")
+    base = os.path.join(shared, "data/movielens/ml-100k")
+    out, *_ = run(binary, data, "import", "events", f"{base}/u.data", "--format", "movielens", "--json")
+    check("ml-100k: 100,000 ratings imported", json.loads(out)["records"] == 100000)
+    run(binary, data, "import", "items", f"{base}/u.item", "--json")
+    run(binary, data, "train", "--json")
+    out, *_ = run(binary, data, "recommend", "--user", "1", "--k", "10", "--explain", "--json")
+    body = json.loads(out)
+    seen = set()
+    with open(f"{base}/u.data") as f:
+        for line in f:
+            user, item, *_ = line.split("\t")
+            if user == "1":
+                seen.add(item)
+    ids = [i["id"] for i in body["items"]]
+    check("ml-100k: user 1 gets 10 items", len(ids) == 10, str(ids))
+    check("ml-100k: none of them already rated by user 1", not (set(ids) & seen))
+    stages = [s["stage"] for s in body.get("trace", {}).get("stages", [])]
+    check("ml-100k: the trace covers every stage", {"candidates", "rank", "rules", "explore"} <= set(stages), str(stages))
+
+
+def corpus_gate(binary, shared, work):
+    data = os.path.join(work, "corpus")
+    corpus = os.path.join(shared, "data/corpus/pkg-summaries.jsonl.gz")
+    out, *_ = run(binary, data, "import", "items", corpus, "--format", "beir", "--json")
+    report = json.loads(out)
+    check("corpus: 841,708 documents imported", report["records"] == 841708, f"{report['records_per_second']:.0f} records/s")
+    out, *_ = run(binary, data, "train", "--json")
+    check("corpus: snapshot holds every document", json.loads(out)["items"] == 841708)
+    out, *_ = run(binary, data, "search", "async", "web", "framework", "--k", "10", "--json")
+    ids = [i["id"].lower() for i in json.loads(out)["items"]]
+    print(f"       results: {ids}")
+    check("corpus: 10 results for 'async web framework'", len(ids) == 10)
+    # The three query terms must all appear in most results: a sanity floor on ranking.
+    with_all_terms = 0
+    wanted = set(ids)
+    import gzip
+
+    with gzip.open(corpus, "rt") as f:
+        for line in f:
+            doc = json.loads(line)
+            if doc["_id"].lower() in wanted:
+                text = (doc.get("title", "") + " " + doc.get("text", "")).lower()
+                with_all_terms += all(t in text for t in ("async", "web", "framework"))
+    check("corpus: at least 8 of 10 results mention async, web and framework", with_all_terms >= 8, f"{with_all_terms}/10")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bin", default="target/release/funnel")
+    parser.add_argument("--shared", default="../shared")
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="funnel-gates-")
+    try:
+        for gate in (ml100k_gate, corpus_gate):
+            try:
+                gate(args.bin, args.shared, work)
+            except Exception as error:  # a crash of one gate is a failure, not a skip
+                check(gate.__name__, False, str(error))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"gates: {RESULTS['passed']} passed, {RESULTS['failed']} failed")
+    return 1 if RESULTS["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
