@@ -1,8 +1,9 @@
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use funnel_core::{ScoredItem, Trace};
 use funnel_store::SnapshotDir;
+use rustc_hash::FxHashSet;
 
 use crate::pipeline::{Pipeline, Stages};
 use crate::request::MAX_K;
@@ -95,9 +96,9 @@ impl Engine {
             }
             (None, false) => None,
         };
-        let mut seen: HashSet<u32> = match &request.user {
+        let mut seen: FxHashSet<u32> = match &request.user {
             Some(user) => snapshot.histories.of(user).iter().copied().collect(),
-            None => HashSet::new(),
+            None => FxHashSet::default(),
         };
         seen.extend(request.recently_seen.iter().filter_map(|id| snapshot.catalog.index_of(id)));
         Ok(RequestContext { snapshot, request, now: request.now.unwrap_or(snapshot.manifest.as_of), seen, item })

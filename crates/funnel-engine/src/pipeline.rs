@@ -156,7 +156,7 @@ impl Pipeline {
     /// keeping each item once (at its best weighted score).
     fn candidates(&self, ctx: &RequestContext<'_>, stages: &mut Stages) -> Vec<Candidate> {
         let mut merged: Vec<Candidate> = Vec::new();
-        let mut position: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+        let mut position: rustc_hash::FxHashMap<u32, usize> = rustc_hash::FxHashMap::default();
         for slot in &self.sources {
             let started = Instant::now();
             let produced = slot.source.generate(ctx, slot.quota.min(self.max_candidates));

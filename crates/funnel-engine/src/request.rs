@@ -1,6 +1,5 @@
-use std::collections::HashSet;
-
 use funnel_core::{ScoredItem, Timestamp, Trace};
+use rustc_hash::FxHashSet;
 
 use crate::Snapshot;
 
@@ -32,7 +31,7 @@ pub struct RequestContext<'a> {
     pub request: &'a Request,
     pub now: Timestamp,
     /// Snapshot history plus `recently_seen`, as item indices.
-    pub seen: HashSet<u32>,
+    pub seen: FxHashSet<u32>,
     /// The anchor item of a "similar items" request.
     pub item: Option<u32>,
 }

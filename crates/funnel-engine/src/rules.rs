@@ -1,8 +1,7 @@
 //! Re-ranking rules. Each records what it removed and why.
 
-use std::collections::HashSet;
-
 use funnel_core::Candidate;
+use rustc_hash::FxHashSet;
 use serde_json::{Value, json};
 
 use crate::{RequestContext, Rule};
@@ -22,7 +21,11 @@ pub(crate) fn by_name(name: &str) -> Box<dyn Rule> {
     }
 }
 
+/// What a rule did, for the trace; nothing is built unless the request explains.
 fn dropped_trace(ctx: &RequestContext<'_>, dropped: &[u32], reason: &str) -> Value {
+    if !ctx.request.explain {
+        return Value::Null;
+    }
     let ids: Vec<&str> = dropped.iter().take(TRACE_LIMIT).map(|&i| ctx.snapshot.catalog.get(i).id.as_str()).collect();
     json!({ "dropped": dropped.len(), "reason": reason, "ids": ids })
 }
@@ -66,8 +69,8 @@ impl Rule for Dedupe {
 
     fn apply(&self, ctx: &RequestContext<'_>, candidates: &mut Vec<Candidate>) -> Value {
         let catalog = &ctx.snapshot.catalog;
-        let mut items = HashSet::new();
-        let mut titles = HashSet::new();
+        let mut items = FxHashSet::with_capacity_and_hasher(candidates.len(), Default::default());
+        let mut titles = FxHashSet::with_capacity_and_hasher(candidates.len(), Default::default());
         let mut dropped = Vec::new();
         candidates.retain(|c| {
             let fresh_title = catalog.title_key(c.item).is_none_or(|key| titles.insert(key));
