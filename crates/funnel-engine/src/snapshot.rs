@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use funnel_core::Timestamp;
@@ -74,11 +75,35 @@ fn snapshot_error(path: &Path, reason: impl Into<String>) -> EngineError {
     EngineError::Snapshot { path: path.to_owned(), reason: reason.into() }
 }
 
+/// Counts and checksums bytes on their way to a file.
+struct Checksummed<W> {
+    inner: W,
+    hasher: crc32fast::Hasher,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Streams one part to disk (no in-memory copy of the encoding).
 fn write_part<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<FileEntry, EngineError> {
-    let bytes = postcard::to_stdvec(value).map_err(|e| snapshot_error(&dir.join(name), e.to_string()))?;
     let path = dir.join(name);
-    fs::write(&path, &bytes).map_err(|e| snapshot_error(&path, e.to_string()))?;
-    Ok(FileEntry { name: name.to_owned(), bytes: bytes.len() as u64, crc32: crc32fast::hash(&bytes) })
+    let file = fs::File::create(&path).map_err(|e| snapshot_error(&path, e.to_string()))?;
+    let mut out =
+        Checksummed { inner: BufWriter::with_capacity(1 << 20, file), hasher: crc32fast::Hasher::new(), bytes: 0 };
+    postcard::to_io(value, &mut out).map_err(|e| snapshot_error(&path, e.to_string()))?;
+    out.flush().map_err(|e| snapshot_error(&path, e.to_string()))?;
+    Ok(FileEntry { name: name.to_owned(), bytes: out.bytes, crc32: out.hasher.finalize() })
 }
 
 fn read_part<T: DeserializeOwned>(dir: &Path, manifest: &Manifest, name: &str) -> Result<T, EngineError> {

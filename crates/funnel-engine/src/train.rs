@@ -19,6 +19,29 @@ pub struct TrainReport {
     pub users: usize,
     pub events: u64,
     pub terms: usize,
+    /// Seconds spent in each phase, in order.
+    pub phases: Vec<(&'static str, f64)>,
+}
+
+/// Times named phases.
+struct Phases<'p> {
+    progress: &'p mut dyn FnMut(&str),
+    done: Vec<(&'static str, f64)>,
+    current: Option<(&'static str, std::time::Instant)>,
+}
+
+impl Phases<'_> {
+    fn start(&mut self, name: &'static str) {
+        self.finish();
+        (self.progress)(name);
+        self.current = Some((name, std::time::Instant::now()));
+    }
+
+    fn finish(&mut self) {
+        if let Some((name, started)) = self.current.take() {
+            self.done.push((name, started.elapsed().as_secs_f64()));
+        }
+    }
 }
 
 /// One event, interned.
@@ -98,7 +121,8 @@ pub fn train(
     as_of: Option<Timestamp>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<TrainReport, EngineError> {
-    progress("reading the log");
+    let mut phases = Phases { progress, done: Vec::new(), current: None };
+    phases.start("reading the log");
     let mut gathered = Gathered::default();
     log.scan(&mut |record| {
         gathered.record(record);
@@ -107,14 +131,16 @@ pub fn train(
     let as_of = as_of.unwrap_or_else(|| gathered.interactions.iter().map(|i| i.timestamp).max().unwrap_or(0));
     let events = gathered.interactions.iter().filter(|i| i.timestamp <= as_of).count() as u64;
 
-    progress("popularity and histories");
+    phases.start("popularity and histories");
     let popularity = popularity(&gathered, &config.train, as_of);
     let histories = histories(&gathered, as_of);
-    progress("text index");
+    phases.start("text index");
     let text = text_index(&gathered.items, &config.search);
+    phases.start("catalog");
     let catalog = Catalog::from_items(&gathered.items);
+    drop(gathered.items);
 
-    progress("writing the snapshot");
+    phases.start("writing the snapshot");
     let writer = snapshots.begin()?;
     let mut snapshot = Snapshot {
         manifest: Manifest {
@@ -135,6 +161,7 @@ pub fn train(
     };
     snapshot.save(writer.path())?;
     let id = writer.publish()?;
+    phases.finish();
     Ok(TrainReport {
         snapshot: id,
         as_of,
@@ -142,6 +169,7 @@ pub fn train(
         users: snapshot.manifest.users,
         events,
         terms: snapshot.text.n_terms(),
+        phases: phases.done,
     })
 }
 
@@ -190,31 +218,21 @@ fn histories(gathered: &Gathered, as_of: Timestamp) -> Histories {
 }
 
 fn text_index(items: &[Item], config: &SearchConfig) -> Bm25Index {
-    let extras: Vec<String> = items
-        .iter()
-        .map(|item| {
-            let mut text = item.categories.join(" ");
-            for tag in &item.tags {
-                text.push(' ');
-                text.push_str(tag);
-            }
-            text
-        })
-        .collect();
-    let docs: Vec<DocText<'_>> = items
-        .iter()
-        .zip(&extras)
-        .map(|(item, extra)| {
-            let mut fields = vec![(item.title.as_str(), config.title_weight), (extra.as_str(), 1.0)];
-            for (name, text) in &item.fields {
-                let wanted = config.fields.is_empty() || config.fields.contains(name);
-                if wanted && !text.starts_with("http://") && !text.starts_with("https://") {
-                    fields.push((text.as_str(), 1.0));
-                }
-            }
-            DocText { fields }
-        })
-        .collect();
     let analyzer = AnalyzerConfig { stem: config.stem, stop_words: config.stop_words };
-    Bm25Index::build(&docs, analyzer, Bm25Params { k1: config.k1, b: config.b })
+    let params = Bm25Params { k1: config.k1, b: config.b };
+    Bm25Index::build(items.len(), |i| item_text(&items[i], config), analyzer, params)
+}
+
+/// The weighted text of an item: title, categories and tags, and its free-text fields
+/// (those configured, or all of them; URLs are left out).
+fn item_text<'a>(item: &'a Item, config: &SearchConfig) -> DocText<'a> {
+    let mut fields = vec![(item.title.as_str(), config.title_weight)];
+    fields.extend(item.categories.iter().chain(&item.tags).map(|label| (label.as_str(), 1.0)));
+    for (name, text) in &item.fields {
+        let wanted = config.fields.is_empty() || config.fields.contains(name);
+        if wanted && !text.starts_with("http://") && !text.starts_with("https://") {
+            fields.push((text.as_str(), 1.0));
+        }
+    }
+    DocText { fields }
 }

@@ -7,9 +7,10 @@
 //! factor after idf is computed at build time, so a query is one multiply-add per posting.
 
 use std::cell::RefCell;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{Analyzer, AnalyzerConfig};
@@ -47,7 +48,7 @@ pub struct Bm25Index {
     analyzer: AnalyzerConfig,
     params: Bm25Params,
     n_docs: u32,
-    terms: HashMap<String, u32>,
+    terms: FxHashMap<String, u32>,
     /// CSR: postings of term t are `offsets[t]..offsets[t+1]`.
     offsets: Vec<u64>,
     docs: Vec<u32>,
@@ -61,75 +62,108 @@ pub struct Bm25Index {
 
 type DocTerms = Vec<(String, f32)>;
 
+/// Documents are analysed in parallel chunks of this size, then interned, so that only
+/// one chunk's term strings are alive at a time.
+const CHUNK: usize = 32_768;
+
+/// A document's distinct terms with their weighted frequencies, sorted by term.
 fn analyze_doc(analyzer: &Analyzer, doc: &DocText<'_>) -> (DocTerms, f32) {
-    let mut counts: HashMap<String, f32> = HashMap::new();
+    let mut terms: DocTerms = Vec::new();
     let mut length = 0.0;
     for (text, weight) in &doc.fields {
         analyzer.for_each_term(text, |term| {
-            *counts.entry(term.to_owned()).or_default() += weight;
+            terms.push((term.to_owned(), *weight));
             length += weight;
         });
     }
-    let mut terms: DocTerms = counts.into_iter().collect();
     terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    terms.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            kept.1 += later.1;
+        }
+        same
+    });
     (terms, length)
 }
 
+/// Every document's (term id, weighted tf) pairs in one flat CSR, plus lengths.
+#[derive(Default)]
+struct Forward {
+    terms: FxHashMap<String, u32>,
+    doc_freq: Vec<u64>,
+    offsets: Vec<u64>,
+    pairs: Vec<(u32, f32)>,
+    lengths: Vec<f32>,
+}
+
+impl Forward {
+    fn push(&mut self, doc_terms: DocTerms, length: f32) {
+        for (term, tf) in doc_terms {
+            let next = self.terms.len() as u32;
+            let id = *self.terms.entry(term).or_insert(next);
+            if id as usize == self.doc_freq.len() {
+                self.doc_freq.push(0);
+            }
+            self.doc_freq[id as usize] += 1;
+            self.pairs.push((id, tf));
+        }
+        self.offsets.push(self.pairs.len() as u64);
+        self.lengths.push(length);
+    }
+
+    fn doc(&self, doc: usize) -> &[(u32, f32)] {
+        &self.pairs[self.offsets[doc] as usize..self.offsets[doc + 1] as usize]
+    }
+}
+
 impl Bm25Index {
-    /// Builds an index; document `i` of `docs` gets id `i`.
-    pub fn build(docs: &[DocText<'_>], analyzer_config: AnalyzerConfig, params: Bm25Params) -> Self {
-        let analyzed: Vec<(DocTerms, f32)> = docs
-            .par_iter()
-            .map_init(|| Analyzer::new(analyzer_config), |analyzer, doc| analyze_doc(analyzer, doc))
-            .collect();
-        let n_docs = u32::try_from(docs.len()).expect("fewer than 4 billion documents");
-        let total_length: f64 = analyzed.iter().map(|(_, len)| f64::from(*len)).sum();
+    /// Builds an index over `n_docs` documents; `doc(i)` gives document `i`'s text.
+    pub fn build<'a>(
+        n_docs: usize,
+        doc: impl Fn(usize) -> DocText<'a> + Sync,
+        analyzer_config: AnalyzerConfig,
+        params: Bm25Params,
+    ) -> Self {
+        let mut forward = Forward { offsets: vec![0], ..Forward::default() };
+        for start in (0..n_docs).step_by(CHUNK) {
+            let analyzed: Vec<(DocTerms, f32)> = (start..(start + CHUNK).min(n_docs))
+                .into_par_iter()
+                .map_init(|| Analyzer::new(analyzer_config), |analyzer, i| analyze_doc(analyzer, &doc(i)))
+                .collect();
+            for (doc_terms, length) in analyzed {
+                forward.push(doc_terms, length);
+            }
+        }
+        let n_docs = u32::try_from(n_docs).expect("fewer than 4 billion documents");
+        let total_length: f64 = forward.lengths.iter().map(|&len| f64::from(len)).sum();
         let avg_length = if n_docs == 0 { 1.0 } else { (total_length / f64::from(n_docs)).max(1e-6) as f32 };
 
-        let mut terms: HashMap<String, u32> = HashMap::new();
-        let mut doc_freq: Vec<u64> = Vec::new();
-        let mut doc_term_ids: Vec<Vec<(u32, f32)>> = Vec::with_capacity(analyzed.len());
-        for (doc_terms, _) in &analyzed {
-            let ids = doc_terms
-                .iter()
-                .map(|(term, tf)| {
-                    let next = terms.len() as u32;
-                    let id = *terms.entry(term.clone()).or_insert(next);
-                    if id as usize == doc_freq.len() {
-                        doc_freq.push(0);
-                    }
-                    doc_freq[id as usize] += 1;
-                    (id, *tf)
-                })
-                .collect();
-            doc_term_ids.push(ids);
-        }
-
-        let mut offsets = Vec::with_capacity(doc_freq.len() + 1);
+        let mut offsets = Vec::with_capacity(forward.doc_freq.len() + 1);
         offsets.push(0u64);
-        for df in &doc_freq {
+        for df in &forward.doc_freq {
             offsets.push(offsets.last().expect("non-empty") + df);
         }
         let total = *offsets.last().expect("non-empty") as usize;
         let mut docs_out = vec![0u32; total];
         let mut weights = vec![0f32; total];
         let mut cursor: Vec<u64> = offsets[..offsets.len() - 1].to_vec();
-        for (doc, ids) in doc_term_ids.iter().enumerate() {
-            let norm = 1.0 - params.b + params.b * analyzed[doc].1 / avg_length;
-            for &(term, tf) in ids {
+        for doc in 0..n_docs as usize {
+            let norm = 1.0 - params.b + params.b * forward.lengths[doc] / avg_length;
+            for &(term, tf) in forward.doc(doc) {
                 let slot = cursor[term as usize] as usize;
                 cursor[term as usize] += 1;
                 docs_out[slot] = doc as u32;
                 weights[slot] = tf * (params.k1 + 1.0) / (tf + params.k1 * norm);
             }
         }
-        let idf: Vec<f32> = doc_freq.iter().map(|&df| idf(n_docs as f64, df as f64)).collect();
-        let (signature_offsets, signature_terms) = signatures(&doc_term_ids, &idf);
+        let idf: Vec<f32> = forward.doc_freq.iter().map(|&df| idf(f64::from(n_docs), df as f64)).collect();
+        let (signature_offsets, signature_terms) = signatures(&forward, &idf);
         Self {
             analyzer: analyzer_config,
             params,
             n_docs,
-            terms,
+            terms: forward.terms,
             offsets,
             docs: docs_out,
             weights,
@@ -207,11 +241,13 @@ pub(crate) fn idf(n_docs: f64, doc_freq: f64) -> f32 {
     (1.0 + (n_docs - doc_freq + 0.5) / (doc_freq + 0.5)).ln() as f32
 }
 
-fn signatures(doc_term_ids: &[Vec<(u32, f32)>], idf: &[f32]) -> (Vec<u64>, Vec<u32>) {
-    let mut offsets = Vec::with_capacity(doc_term_ids.len() + 1);
+fn signatures(forward: &Forward, idf: &[f32]) -> (Vec<u64>, Vec<u32>) {
+    let n_docs = forward.lengths.len();
+    let mut offsets = Vec::with_capacity(n_docs + 1);
     let mut terms = Vec::new();
     offsets.push(0);
-    for ids in doc_term_ids {
+    for doc in 0..n_docs {
+        let ids = forward.doc(doc);
         let mut scored: Vec<(f32, u32)> = ids.iter().map(|&(t, tf)| (tf * idf[t as usize], t)).collect();
         scored.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         terms.extend(scored.iter().take(SIGNATURE_TERMS).map(|&(_, t)| t));
@@ -296,8 +332,12 @@ mod tests {
     use super::*;
 
     fn index(texts: &[&str]) -> Bm25Index {
-        let docs: Vec<DocText<'_>> = texts.iter().map(|t| DocText { fields: vec![(t, 1.0)] }).collect();
-        Bm25Index::build(&docs, AnalyzerConfig::default(), Bm25Params::default())
+        Bm25Index::build(
+            texts.len(),
+            |i| DocText { fields: vec![(texts[i], 1.0)] },
+            AnalyzerConfig::default(),
+            Bm25Params::default(),
+        )
     }
 
     #[test]
@@ -328,7 +368,7 @@ mod tests {
             DocText { fields: vec![("async", 2.0), ("a library", 1.0)] },
             DocText { fields: vec![("other", 2.0), ("async library", 1.0)] },
         ];
-        let idx = Bm25Index::build(&docs, AnalyzerConfig::default(), Bm25Params::default());
+        let idx = Bm25Index::build(docs.len(), |i| docs[i].clone(), AnalyzerConfig::default(), Bm25Params::default());
         assert_eq!(idx.search("async", 2, &|_| true)[0].doc, 0);
     }
 

@@ -18,6 +18,11 @@ use funnel_store::DataDir;
 
 use cli::{Cli, Command};
 
+/// Index building and request handling allocate many small strings and vectors across
+/// threads; mimalloc handles that pattern far better than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();

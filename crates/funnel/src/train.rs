@@ -17,6 +17,7 @@ pub fn run(data: &DataDir, config: &EngineConfig, args: &TrainArgs) -> anyhow::R
         let body = json!({
             "snapshot": report.snapshot.to_string(), "as_of": report.as_of, "items": report.items,
             "users": report.users, "events": report.events, "terms": report.terms, "seconds": seconds,
+            "phases": report.phases.iter().map(|(name, secs)| json!({"phase": name, "seconds": secs})).collect::<Vec<_>>(),
         });
         println!("{body}");
     } else {
@@ -24,6 +25,8 @@ pub fn run(data: &DataDir, config: &EngineConfig, args: &TrainArgs) -> anyhow::R
             "snapshot {} built in {seconds:.2} s: {} items, {} users, {} events, {} terms (as of {})",
             report.snapshot, report.items, report.users, report.events, report.terms, report.as_of
         );
+        let phases: Vec<String> = report.phases.iter().map(|(name, secs)| format!("{name} {secs:.2} s")).collect();
+        println!("  {}", phases.join(", "));
     }
     Ok(())
 }
