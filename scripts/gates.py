@@ -96,6 +96,41 @@ def corpus_gate(binary, shared, work):
     check("corpus: at least 8 of 10 results mention async, web and framework", with_all_terms >= 8, f"{with_all_terms}/10")
 
 
+def thresholds():
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "thresholds.json")) as f:
+        return json.load(f)
+
+
+def at_least(name, value, floor):
+    check(f"{name} = {value:.4f} >= {floor:.4f}", round(value, 4) >= floor)
+
+
+def eval_recs_gate(binary, shared, work):
+    """Popularity on ml-100k fold u1 must give the independently computed figures, the
+    same ones every run (same seed, same numbers)."""
+    base = os.path.join(shared, "data/movielens/ml-100k")
+    args = ("eval", "recs", "--train", f"{base}/u1.base", "--test", f"{base}/u1.test", "--format", "movielens",
+            "--models", "pop", "--k", "10", "--min-relevance", "4", "--json")
+    first, *_ = run(binary, work, *args)
+    second, *_ = run(binary, work, *args)
+    metrics = json.loads(first)["metrics"]
+    for metric, floor in thresholds()["recs_ml100k_u1_pop"].items():
+        at_least(f"eval recs: pop {metric} on ml-100k u1", metrics[metric], floor)
+    check("eval recs: the same seed gives the same numbers", json.loads(second)["metrics"] == metrics)
+
+
+def eval_search_gate(binary, shared, work):
+    for name, floor in thresholds()["search_bm25_ndcg@10"].items():
+        out, *_ = run(binary, work, "eval", "search", "--beir", os.path.join(shared, "data/ir", name, "beir"), "--json")
+        at_least(f"eval search: bm25 ndcg@10 on {name}", json.loads(out)["metrics"]["ndcg@10"], floor)
+
+
+def eval_ltr_gate(binary, shared, work):
+    base = os.path.join(shared, "data/ltr/lightgbm-lambdarank")
+    out, *_ = run(binary, work, "eval", "ltr", "--train", f"{base}/rank.train", "--test", f"{base}/rank.test", "--json")
+    at_least("eval ltr: best-feature ndcg@10", json.loads(out)["metrics"]["ndcg@10"], thresholds()["ltr_best_feature_ndcg@10"])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin", default="target/release/funnel")
@@ -103,7 +138,7 @@ def main():
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="funnel-gates-")
     try:
-        for gate in (ml100k_gate, corpus_gate):
+        for gate in (ml100k_gate, eval_recs_gate, eval_search_gate, eval_ltr_gate, corpus_gate):
             try:
                 gate(args.bin, args.shared, work)
             except Exception as error:  # a crash of one gate is a failure, not a skip

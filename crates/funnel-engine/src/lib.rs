@@ -24,7 +24,7 @@ pub use engine::Engine;
 pub use pipeline::{CandidateSource, ExplorationPolicy, Ranker, Rule};
 pub use request::{Request, RequestContext, Response};
 pub use snapshot::{Manifest, Snapshot};
-pub use train::{TrainReport, train};
+pub use train::{TrainReport, build_text_index, train};
 
 /// Errors of the engine. The first group is the caller's to fix (a 4xx over HTTP);
 /// the rest are internal.

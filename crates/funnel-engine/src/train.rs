@@ -135,7 +135,7 @@ pub fn train(
     let popularity = popularity(&gathered, &config.train, as_of);
     let histories = histories(&gathered, as_of);
     phases.start("text index");
-    let text = text_index(&gathered.items, &config.search);
+    let text = build_text_index(&gathered.items, &config.search);
     phases.start("catalog");
     let catalog = Catalog::from_items(&gathered.items);
     drop(gathered.items);
@@ -217,7 +217,8 @@ fn histories(gathered: &Gathered, as_of: Timestamp) -> Histories {
     histories
 }
 
-fn text_index(items: &[Item], config: &SearchConfig) -> Bm25Index {
+/// The BM25 index of `items` (document i is item i) as `train` builds it.
+pub fn build_text_index(items: &[Item], config: &SearchConfig) -> Bm25Index {
     let analyzer = AnalyzerConfig { stem: config.stem, stop_words: config.stop_words };
     let params = Bm25Params { k1: config.k1, b: config.b };
     Bm25Index::build(items.len(), |i| item_text(&items[i], config), analyzer, params)

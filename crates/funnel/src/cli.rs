@@ -39,6 +39,159 @@ pub enum Command {
     Search(SearchArgs),
     Similar(SimilarArgs),
     Quickstart(QuickstartArgs),
+    #[command(subcommand)]
+    Eval(EvalCommand),
+    Split(SplitArgs),
+}
+
+/// Offline evaluation: score models and retrieval on held-out data.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    Recs(EvalRecsArgs),
+    Search(EvalSearchArgs),
+    Ltr(EvalLtrArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EventFormat {
+    Auto,
+    Movielens,
+    Csv,
+    Tsv,
+    Jsonl,
+}
+
+/// Train recommendation models on one file and score their top-K lists on another.
+///
+/// For every test user, all catalog items not in that user's training data are ranked.
+/// Relevant: test rows with value >= --min-relevance (every test row without it). Users
+/// with nothing relevant are left out and counted. Metrics at each K: ndcg (gain 2^rel-1,
+/// discount log2(i+1)), map (denominator min(|rel|, K)), recall, p (precision), hit, mrr,
+/// and beyond accuracy: coverage, novelty, gini (exposure), ild_category (with --items).
+///
+/// Example:
+///   funnel eval recs --train ml-100k/u1.base --test ml-100k/u1.test --format movielens \
+///       --models pop,random --k 10,20 --min-relevance 4 --baseline pop
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct EvalRecsArgs {
+    #[arg(long)]
+    pub train: PathBuf,
+    #[arg(long)]
+    pub test: PathBuf,
+    /// Layout of both files (CSV/TSV headers: user, item, value, timestamp, with aliases).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub format: EventFormat,
+    /// Comma-separated models (available: pop, random).
+    #[arg(long, value_delimiter = ',', default_value = "pop")]
+    pub models: Vec<String>,
+    /// Comma-separated cut-offs.
+    #[arg(long, value_delimiter = ',', default_value = "10")]
+    pub k: Vec<usize>,
+    #[arg(long)]
+    pub min_relevance: Option<f64>,
+    /// Report every model's difference from this one, with a 95% bootstrap interval and
+    /// a paired t-test over users.
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// An items file whose categories feed intra-list diversity (any `funnel import items` format).
+    #[arg(long)]
+    pub items: Option<PathBuf>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Write the top-K lists as a TREC run (one file per model: FILE.MODEL when several).
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// One JSON object per model, one per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run Funnel's search over a BEIR-layout collection and score it like trec_eval.
+///
+/// DIR holds corpus.jsonl, queries.jsonl and qrels/SPLIT.tsv. Metrics: ndcg@10 (gain
+/// 2^rel-1), map, mrr, p@10, recall@100, recall@1000; rankings are ordered as trec_eval
+/// orders a run (score, then document id descending). BM25 settings come from the
+/// [search] configuration.
+///
+/// Example: funnel eval search --beir ir/cranfield/beir --run cranfield.run --json
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct EvalSearchArgs {
+    #[arg(long)]
+    pub beir: PathBuf,
+    /// Retrieval mode (available: bm25).
+    #[arg(long, default_value = "bm25")]
+    pub mode: String,
+    /// Documents retrieved per query.
+    #[arg(long, default_value_t = 1000)]
+    pub depth: usize,
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Score a ranking model on SVMlight/LETOR learning-to-rank files.
+///
+/// Rows are `label qid:Q f:v ...`, or without qid with group sizes in FILE.query.
+/// Models: best-feature (the single feature with the best training NDCG@10: the
+/// baseline a learned ranker must beat).
+///
+/// Example: funnel eval ltr --train rank.train --test rank.test --json
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct EvalLtrArgs {
+    #[arg(long)]
+    pub train: PathBuf,
+    #[arg(long)]
+    pub test: PathBuf,
+    #[arg(long, default_value = "best-feature")]
+    pub model: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SplitMethod {
+    /// One global time cut: the latest --fraction of all events.
+    Temporal,
+    /// Each user's latest --fraction of events.
+    UserTemporal,
+    /// Each user's latest --n events.
+    LastN,
+    /// A seeded random --fraction of each user's events.
+    Random,
+}
+
+/// Split an event file into train and test CSV files.
+///
+/// Per-user methods keep at least one event of every user in train. The outputs have the
+/// header user,item,kind,value,timestamp and feed `funnel eval recs` and `funnel import`.
+///
+/// Example:
+///   funnel split ml-latest-small/ratings.csv --method user-temporal --fraction 0.2 \
+///       --train train.csv --test test.csv
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct SplitArgs {
+    pub input: PathBuf,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub format: EventFormat,
+    #[arg(long, value_enum)]
+    pub method: SplitMethod,
+    #[arg(long, default_value_t = 0.2)]
+    pub fraction: f64,
+    #[arg(long, default_value_t = 1)]
+    pub n: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long)]
+    pub train: PathBuf,
+    #[arg(long)]
+    pub test: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

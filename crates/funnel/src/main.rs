@@ -3,6 +3,7 @@
 //! crates.
 
 mod cli;
+mod eval;
 mod import;
 mod output;
 mod quickstart;
@@ -52,6 +53,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => output::search(&data, &config, args),
         Command::Similar(args) => output::similar(&data, &config, args),
         Command::Quickstart(args) => quickstart::run(&data, config, &args),
+        Command::Eval(command) => eval::run(&config, command),
+        Command::Split(args) => eval::split(&args),
     }
 }
 

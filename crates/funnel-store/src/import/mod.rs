@@ -116,22 +116,25 @@ impl Progress {
     }
 }
 
-/// Imports `path` into `log` as one transaction. `on_progress` is called now and then
-/// with the number of file bytes consumed (compare with the file's size).
-pub fn import_file(
-    log: &FileLog,
+/// Reads records from a file without a log (for evaluation, splitting, conversion):
+/// `visit` gets each record; a bad line is an error unless `skip_bad` is set.
+/// `on_progress` is called now and then with the file bytes consumed so far.
+pub fn read_file(
     path: &Path,
     options: &ImportOptions,
+    visit: &mut dyn FnMut(Record) -> Result<(), ImportError>,
     on_progress: &mut dyn FnMut(u64),
 ) -> Result<ImportReport, ImportError> {
     let progress = Progress::default();
     let mut source = open_source(path, options, &progress)?;
-    let mut tx = log.begin_import()?;
     let mut report = ImportReport::default();
     let mut seen: u64 = 0;
     while let Some(next) = source.next_record() {
         match next {
-            Ok(record) => tx.push(&record)?,
+            Ok(record) => {
+                visit(record)?;
+                report.records += 1;
+            }
             Err(error) if options.skip_bad => {
                 report.skipped += 1;
                 if report.skipped_examples.len() < SKIP_EXAMPLES {
@@ -145,9 +148,21 @@ pub fn import_file(
             on_progress(progress.bytes());
         }
     }
-    report.records = tx.commit()?;
     report.bytes = progress.bytes();
     on_progress(report.bytes);
+    Ok(report)
+}
+
+/// Imports `path` into `log` as one transaction: all of it, or (on any error) nothing.
+pub fn import_file(
+    log: &FileLog,
+    path: &Path,
+    options: &ImportOptions,
+    on_progress: &mut dyn FnMut(u64),
+) -> Result<ImportReport, ImportError> {
+    let mut tx = log.begin_import()?;
+    let mut report = read_file(path, options, &mut |record| Ok(tx.push(&record)?), on_progress)?;
+    report.records = tx.commit()?;
     Ok(report)
 }
 

@@ -1,6 +1,7 @@
 //! The `funnel` command end to end, as a user runs it.
 
 mod crash;
+mod eval;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

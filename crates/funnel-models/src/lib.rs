@@ -1,0 +1,42 @@
+//! Recommendation models over a user × item interaction matrix, behind one trait so that
+//! the engine serves them and `funnel eval recs` compares them the same way.
+//!
+//! Models see only interned indices; ids, files and snapshots are the callers' business.
+
+mod interactions;
+mod popularity;
+
+pub use interactions::Interactions;
+pub use popularity::{MostPopular, RandomScores};
+
+/// A model that scores every item for a user.
+pub trait Recommender: Send + Sync {
+    /// The name it is selected by (`pop`, `random`, …).
+    fn name(&self) -> &'static str;
+
+    /// Learns from the training interactions. Training is deterministic given `seed`.
+    fn fit(&mut self, data: &Interactions, seed: u64) -> Result<(), ModelError>;
+
+    /// Writes a score for every item into `out` (length `data.n_items()`); higher is
+    /// better. `user` may have no training interactions (a cold start).
+    fn score(&self, user: u32, data: &Interactions, out: &mut [f32]);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("unknown model `{name}` (available: {available})")]
+    Unknown { name: String, available: String },
+    #[error("model `{model}`: {reason}")]
+    Invalid { model: &'static str, reason: String },
+}
+
+/// Models by name, as `--models` lists them.
+pub const MODELS: &[&str] = &["pop", "random"];
+
+pub fn by_name(name: &str) -> Result<Box<dyn Recommender>, ModelError> {
+    match name {
+        "pop" => Ok(Box::new(MostPopular::default())),
+        "random" => Ok(Box::new(RandomScores::default())),
+        other => Err(ModelError::Unknown { name: other.to_owned(), available: MODELS.join(", ") }),
+    }
+}

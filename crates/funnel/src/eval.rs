@@ -1,0 +1,213 @@
+//! `funnel eval …` and `funnel split`: read files, call funnel-eval, render reports.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use funnel_core::{Event, Record};
+use funnel_engine::EngineConfig;
+use funnel_eval::recs::{ModelResult, RecsOptions};
+use funnel_eval::search::{Mode, SearchOptions};
+use funnel_eval::split::Method;
+use funnel_eval::{Report, trec};
+use funnel_store::import::{Format, ImportOptions, Kind, read_file};
+use rustc_hash::FxHashMap;
+
+use crate::cli::{EvalCommand, EvalLtrArgs, EvalRecsArgs, EvalSearchArgs, EventFormat, SplitArgs, SplitMethod};
+
+pub fn run(config: &EngineConfig, command: EvalCommand) -> anyhow::Result<()> {
+    match command {
+        EvalCommand::Recs(args) => recs(&args),
+        EvalCommand::Search(args) => search(config, &args),
+        EvalCommand::Ltr(args) => ltr(&args),
+    }
+}
+
+fn format_of(format: EventFormat) -> Format {
+    match format {
+        EventFormat::Auto => Format::Auto,
+        EventFormat::Movielens => Format::Movielens,
+        EventFormat::Csv => Format::Csv,
+        EventFormat::Tsv => Format::Tsv,
+        EventFormat::Jsonl => Format::Jsonl,
+    }
+}
+
+/// MovieLens fold files (`u1.base`) are MovieLens whatever their extension.
+fn read_events(path: &Path, format: EventFormat) -> anyhow::Result<Vec<Event>> {
+    let options = ImportOptions { kind: Kind::Events, format: format_of(format), skip_bad: false };
+    let mut events = Vec::new();
+    read_file(
+        path,
+        &options,
+        &mut |record| {
+            if let Record::Event(event) = record {
+                events.push(event);
+            }
+            Ok(())
+        },
+        &mut |_| {},
+    )?;
+    Ok(events)
+}
+
+fn read_categories(path: &Path) -> anyhow::Result<FxHashMap<String, Vec<String>>> {
+    let options = ImportOptions { kind: Kind::Items, format: Format::Auto, skip_bad: false };
+    let mut categories = FxHashMap::default();
+    read_file(
+        path,
+        &options,
+        &mut |record| {
+            if let Record::Item(item) = record {
+                categories.insert(item.id, item.categories);
+            }
+            Ok(())
+        },
+        &mut |_| {},
+    )?;
+    Ok(categories)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+fn recs(args: &EvalRecsArgs) -> anyhow::Result<()> {
+    let train = read_events(&args.train, args.format)?;
+    let test = read_events(&args.test, args.format)?;
+    let categories = args.items.as_deref().map(read_categories).transpose()?.unwrap_or_default();
+    let options = RecsOptions {
+        models: args.models.clone(),
+        ks: args.k.clone(),
+        min_relevance: args.min_relevance,
+        baseline: args.baseline.clone(),
+        seed: args.seed,
+        dataset: format!("{} -> {}", file_name(&args.train), file_name(&args.test)),
+    };
+    let results = funnel_eval::recs::evaluate(&train, &test, &categories, &options)?;
+    if let Some(run) = &args.run {
+        write_runs(run, &results)?;
+    }
+    let reports: Vec<&Report> = results.iter().map(|r| &r.report).collect();
+    print_reports(&reports, args.json)
+}
+
+fn write_runs(path: &Path, results: &[ModelResult]) -> anyhow::Result<()> {
+    for result in results {
+        let target = if results.len() == 1 {
+            path.to_owned()
+        } else {
+            let mut name = path.as_os_str().to_owned();
+            name.push(format!(".{}", result.report.system));
+            PathBuf::from(name)
+        };
+        trec::write_run(&target, &result.report.system, &result.rankings)?;
+        eprintln!("wrote {}", target.display());
+    }
+    Ok(())
+}
+
+fn search(config: &EngineConfig, args: &EvalSearchArgs) -> anyhow::Result<()> {
+    let options = SearchOptions {
+        mode: Mode::parse(&args.mode)?,
+        depth: args.depth,
+        split: args.split.clone(),
+        search: config.search.clone(),
+    };
+    let result = funnel_eval::search::evaluate(&args.beir, &options)?;
+    if let Some(run) = &args.run {
+        trec::write_run(run, &result.report.system, &result.rankings)?;
+        eprintln!("wrote {}", run.display());
+    }
+    print_reports(&[&result.report], args.json)
+}
+
+fn ltr(args: &EvalLtrArgs) -> anyhow::Result<()> {
+    if args.model != "best-feature" {
+        anyhow::bail!("unknown --model `{}` (available: best-feature)", args.model);
+    }
+    let train = funnel_eval::ltr::read_svmlight(&args.train)?;
+    let test = funnel_eval::ltr::read_svmlight(&args.test)?;
+    let dataset = format!("{} -> {}", file_name(&args.train), file_name(&args.test));
+    let report = funnel_eval::ltr::evaluate_best_feature(&train, &test, &dataset)?;
+    print_reports(&[&report], args.json)
+}
+
+pub fn split(args: &SplitArgs) -> anyhow::Result<()> {
+    let events = read_events(&args.input, args.format)?;
+    let method = match args.method {
+        SplitMethod::Temporal => Method::Temporal { fraction: args.fraction },
+        SplitMethod::UserTemporal => Method::UserTemporal { fraction: args.fraction },
+        SplitMethod::LastN => Method::LastN { n: args.n },
+        SplitMethod::Random => Method::Random { fraction: args.fraction, seed: args.seed },
+    };
+    let (train, test) = funnel_eval::split::split(&events, method)?;
+    funnel_eval::split::write_csv(&args.train, &train).context("writing the train file")?;
+    funnel_eval::split::write_csv(&args.test, &test).context("writing the test file")?;
+    let users = |side: &[Event]| side.iter().map(|e| e.user.as_str()).collect::<std::collections::HashSet<_>>().len();
+    println!(
+        "train: {} events of {} users -> {}\ntest:  {} events of {} users -> {}",
+        train.len(),
+        users(&train),
+        args.train.display(),
+        test.len(),
+        users(&test),
+        args.test.display()
+    );
+    Ok(())
+}
+
+fn print_reports(reports: &[&Report], json: bool) -> anyhow::Result<()> {
+    if json {
+        for report in reports {
+            println!("{}", serde_json::to_string(report)?);
+        }
+        return Ok(());
+    }
+    let Some(first) = reports.first() else { return Ok(()) };
+    println!(
+        "{} on {}: {} evaluated, {} skipped (nothing relevant)",
+        first.task, first.dataset, first.n_evaluated, first.n_skipped
+    );
+    // Metrics as rows, systems as columns: reports carry many metrics, few systems.
+    let width = reports.iter().map(|r| r.system.len()).max().unwrap_or(0).max(10);
+    print!("{:<16}", "metric");
+    for report in reports {
+        print!(" {:>width$}", report.system);
+    }
+    println!();
+    for metric in first.metrics.keys() {
+        print!("{metric:<16}");
+        for report in reports {
+            print!(" {:>width$.4}", report.metrics.get(metric).copied().unwrap_or(f64::NAN));
+        }
+        println!();
+    }
+    print_row("fit+index s", reports, width, |r| r.timing.fit_s + r.timing.index_s);
+    print_row("eval s", reports, width, |r| r.timing.eval_s);
+    for report in reports.iter().filter(|r| !r.comparison.is_empty()) {
+        let baseline = report.baseline.as_deref().unwrap_or("baseline");
+        println!("\n{} vs {baseline} (mean difference, 95% bootstrap CI, paired t-test p):", report.system);
+        for (metric, c) in &report.comparison {
+            println!(
+                "  {metric:<13} {:+.4}  [{:+.4}, {:+.4}]  p={}",
+                c.diff,
+                c.ci95[0],
+                c.ci95[1],
+                format_p(c.p_value)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_row(name: &str, reports: &[&Report], width: usize, value: fn(&Report) -> f64) {
+    print!("{name:<16}");
+    for report in reports {
+        print!(" {:>width$.3}", value(report));
+    }
+    println!();
+}
+
+fn format_p(p: f64) -> String {
+    if p < 1e-4 { "<0.0001".to_owned() } else { format!("{p:.4}") }
+}
