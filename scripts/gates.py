@@ -117,6 +117,10 @@ def eval_recs_gate(binary, shared, work):
     for metric, floor in thresholds()["recs_ml100k_u1_pop"].items():
         at_least(f"eval recs: pop {metric} on ml-100k u1", metrics[metric], floor)
     check("eval recs: the same seed gives the same numbers", json.loads(second)["metrics"] == metrics)
+    floors = thresholds()["recs_ml100k_u1_ndcg@10"]
+    out, *_ = run(binary, work, *args[:8], "--models", ",".join(floors), "--k", "10", "--min-relevance", "4", "--json")
+    for report in map(json.loads, out.splitlines()):
+        at_least(f"eval recs: {report['system']} ndcg@10 on ml-100k u1", report["metrics"]["ndcg@10"], floors[report["system"]])
 
 
 def eval_search_gate(binary, shared, work):

@@ -56,6 +56,13 @@ impl Interactions {
         &self.values[self.offsets[user as usize]..self.offsets[user as usize + 1]]
     }
 
+    /// The item × user matrix (same values).
+    pub fn transpose(&self) -> Interactions {
+        let triples = (0..self.n_users)
+            .flat_map(|u| self.items_of(u).iter().zip(self.values_of(u)).map(move |(&i, &v)| (i, u, v)));
+        Interactions::from_triples(self.n_items, self.n_users, triples)
+    }
+
     /// Whether the user has interacted with the item.
     pub fn contains(&self, user: u32, item: u32) -> bool {
         self.items_of(user).binary_search(&item).is_ok()

@@ -1,12 +1,22 @@
-//! Recommendation models over a user × item interaction matrix, behind one trait so that
+//! Recommendation models over a user × item interaction matrix (popularity, item-kNN,
+//! EASE, implicit ALS, BPR), behind one trait so that
 //! the engine serves them and `funnel eval recs` compares them the same way.
 //!
 //! Models see only interned indices; ids, files and snapshots are the callers' business.
 
+mod als;
+mod bpr;
+mod ease;
 mod interactions;
+mod knn;
+mod linalg;
 mod popularity;
 
+pub use als::{Als, AlsConfig};
+pub use bpr::{Bpr, BprConfig};
+pub use ease::{Ease, EaseConfig};
 pub use interactions::Interactions;
+pub use knn::{ItemKnn, ItemKnnConfig};
 pub use popularity::{MostPopular, RandomScores};
 
 /// A model that scores every item for a user.
@@ -31,12 +41,16 @@ pub enum ModelError {
 }
 
 /// Models by name, as `--models` lists them.
-pub const MODELS: &[&str] = &["pop", "random"];
+pub const MODELS: &[&str] = &["pop", "random", "item-knn", "ease", "als", "bpr"];
 
 pub fn by_name(name: &str) -> Result<Box<dyn Recommender>, ModelError> {
     match name {
         "pop" => Ok(Box::new(MostPopular::default())),
         "random" => Ok(Box::new(RandomScores::default())),
+        "item-knn" => Ok(Box::new(ItemKnn::new(ItemKnnConfig::default()))),
+        "ease" => Ok(Box::new(Ease::new(EaseConfig::default()))),
+        "als" => Ok(Box::new(Als::new(AlsConfig::default()))),
+        "bpr" => Ok(Box::new(Bpr::new(BprConfig::default()))),
         other => Err(ModelError::Unknown { name: other.to_owned(), available: MODELS.join(", ") }),
     }
 }
