@@ -130,9 +130,9 @@ fn split_writes_files_that_eval_reads_back() {
     assert_eq!(report["n_evaluated"], 60);
     let stderr = failed(&funnel(
         dir.path(),
-        &["eval", "recs", "--train", a.to_str().unwrap(), "--test", b.to_str().unwrap(), "--models", "als"],
+        &["eval", "recs", "--train", a.to_str().unwrap(), "--test", b.to_str().unwrap(), "--models", "magic"],
     ));
-    assert!(stderr.contains("unknown model `als`"), "{stderr}");
+    assert!(stderr.contains("unknown model `magic`"), "{stderr}");
 }
 
 #[test]
