@@ -123,6 +123,18 @@ def eval_recs_gate(binary, shared, work):
         at_least(f"eval recs: {report['system']} ndcg@10 on ml-100k u1", report["metrics"]["ndcg@10"], floors[report["system"]])
 
 
+def eval_engine_gate(binary, shared, work):
+    """The trained pipeline (sources, merge, ranker, rules), not just one model."""
+    data = os.path.join(work, "engine-u1")
+    base = os.path.join(shared, "data/movielens/ml-100k")
+    run(binary, data, "import", "events", f"{base}/u1.base", "--format", "movielens", "--json")
+    run(binary, data, "train", "--json")
+    out, *_ = run(binary, data, "eval", "engine", "--test", f"{base}/u1.test", "--format", "movielens",
+                  "--min-relevance", "4", "--json")
+    at_least("eval engine: home surface ndcg@10 on ml-100k u1", json.loads(out)["metrics"]["ndcg@10"],
+             thresholds()["engine_ml100k_u1_home_ndcg@10"])
+
+
 def eval_search_gate(binary, shared, work):
     for name, floor in thresholds()["search_bm25_ndcg@10"].items():
         out, *_ = run(binary, work, "eval", "search", "--beir", os.path.join(shared, "data/ir", name, "beir"), "--json")
@@ -142,7 +154,7 @@ def main():
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="funnel-gates-")
     try:
-        for gate in (ml100k_gate, eval_recs_gate, eval_search_gate, eval_ltr_gate, corpus_gate):
+        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, eval_search_gate, eval_ltr_gate, corpus_gate):
             try:
                 gate(args.bin, args.shared, work)
             except Exception as error:  # a crash of one gate is a failure, not a skip

@@ -40,6 +40,12 @@ pub struct TrainConfig {
     pub event_weights: BTreeMap<String, f64>,
     /// Ratings below this are not positive interactions.
     pub min_rating: f64,
+    /// Collaborative filtering in the snapshot: `auto` (EASE up to `ease_max_items`
+    /// items with interactions, else item-kNN), `ease`, `item-knn`, `als` or `none`.
+    pub cf_model: String,
+    pub ease_max_items: usize,
+    /// Seed of any randomised training.
+    pub seed: u64,
 }
 
 /// Text index settings, fixed at training time.
@@ -118,6 +124,9 @@ impl Default for TrainConfig {
             popularity_half_life_days: 30.0,
             event_weights: weights.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
             min_rating: 0.0,
+            cf_model: "auto".into(),
+            ease_max_items: 5000,
+            seed: 42,
         }
     }
 }
@@ -144,7 +153,7 @@ fn surface(sources: &[(&str, usize, f32)]) -> SurfaceConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         let surfaces = [
-            ("home", surface(&[("popular", 1000, 1.0)])),
+            ("home", surface(&[("cf", 500, 1.0), ("popular", 500, 0.2)])),
             ("search", surface(&[("bm25", 1000, 1.0)])),
             ("similar", surface(&[("similar", 500, 1.0), ("popular", 100, 0.05)])),
         ];
@@ -157,7 +166,8 @@ impl Default for EngineConfig {
 }
 
 /// Candidate sources the engine knows, and what a request must carry for each.
-pub(crate) const SOURCES: &[&str] = &["popular", "bm25", "similar"];
+pub(crate) const SOURCES: &[&str] = &["cf", "popular", "bm25", "similar"];
+pub(crate) const CF_MODELS: &[&str] = &["auto", "ease", "item-knn", "als", "none"];
 pub(crate) const RANKERS: &[&str] = &["score"];
 pub(crate) const RULES: &[&str] = &["seen", "available", "safe", "dedupe"];
 pub(crate) const EXPLORATION: &[&str] = &["none"];
@@ -196,6 +206,7 @@ impl EngineConfig {
                 return Err(ConfigError::new(format!("train.event_weights.{kind}"), "must be ≥ 0"));
             }
         }
+        one_of("train.cf_model".into(), &t.cf_model, CF_MODELS)?;
         let s = &self.search;
         if !(s.k1 >= 0.0 && s.k1.is_finite()) {
             return Err(ConfigError::new("search.k1", "must be ≥ 0"));

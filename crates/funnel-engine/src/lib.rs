@@ -7,6 +7,7 @@
 //! same slate.
 
 mod catalog;
+mod cf;
 mod config;
 mod engine;
 mod explore;
@@ -19,6 +20,7 @@ mod sources;
 mod train;
 
 pub use catalog::{Catalog, CatalogItem};
+pub use cf::{CfModel, Collaborative};
 pub use config::{ConfigError, EngineConfig, SearchConfig, SourceConfig, SurfaceConfig, TrainConfig};
 pub use engine::Engine;
 pub use pipeline::{CandidateSource, ExplorationPolicy, Ranker, Rule};

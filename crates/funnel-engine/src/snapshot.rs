@@ -11,6 +11,7 @@ use funnel_core::Timestamp;
 use funnel_text::Bm25Index;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use crate::cf::Collaborative;
 use crate::{Catalog, EngineError, SearchConfig, TrainConfig};
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -32,6 +33,9 @@ pub struct Manifest {
     pub items: usize,
     pub users: usize,
     pub events: u64,
+    /// The collaborative-filtering model, if one was trained.
+    #[serde(default)]
+    pub cf_model: Option<String>,
     pub train: TrainConfig,
     pub search: SearchConfig,
     pub files: Vec<FileEntry>,
@@ -69,6 +73,8 @@ pub struct Snapshot {
     pub popularity: Popularity,
     pub histories: Histories,
     pub text: Bm25Index,
+    /// Collaborative filtering, when the log has interactions to learn from.
+    pub cf: Option<Collaborative>,
 }
 
 fn snapshot_error(path: &Path, reason: impl Into<String>) -> EngineError {
@@ -129,6 +135,9 @@ impl Snapshot {
             write_part(dir, "histories.bin", &self.histories)?,
             write_part(dir, "text.bin", &self.text)?,
         ];
+        if let Some(cf) = &self.cf {
+            self.manifest.files.push(write_part(dir, "cf.bin", cf)?);
+        }
         let path = dir.join(MANIFEST);
         let json = serde_json::to_vec_pretty(&self.manifest).map_err(|e| snapshot_error(&path, e.to_string()))?;
         fs::write(&path, json).map_err(|e| snapshot_error(&path, e.to_string()))
@@ -149,10 +158,19 @@ impl Snapshot {
         let manifest: Manifest = serde_json::from_value(version).map_err(|e| snapshot_error(&path, e.to_string()))?;
         let mut catalog: Catalog = read_part(dir, &manifest, "catalog.bin")?;
         catalog.rebuild_index();
+        let cf = match manifest.files.iter().any(|f| f.name == "cf.bin") {
+            true => {
+                let mut cf: Collaborative = read_part(dir, &manifest, "cf.bin")?;
+                cf.rebuild_index();
+                Some(cf)
+            }
+            false => None,
+        };
         Ok(Self {
             popularity: read_part(dir, &manifest, "popularity.bin")?,
             histories: read_part(dir, &manifest, "histories.bin")?,
             text: read_part(dir, &manifest, "text.bin")?,
+            cf,
             catalog,
             manifest,
         })

@@ -6,10 +6,36 @@ use crate::{CandidateSource, RequestContext};
 
 pub(crate) fn by_name(name: &str) -> Box<dyn CandidateSource> {
     match name {
+        "cf" => Box::new(CollaborativeFiltering),
         "popular" => Box::new(Popular),
         "bm25" => Box::new(Bm25),
         "similar" => Box::new(SimilarText),
         other => unreachable!("config validation admits only known sources, got {other}"),
+    }
+}
+
+/// Items the snapshot's collaborative-filtering model scores highest for the user's
+/// history (snapshot history plus items seen since). A user without history gets none.
+struct CollaborativeFiltering;
+
+impl CandidateSource for CollaborativeFiltering {
+    fn name(&self) -> &'static str {
+        "cf"
+    }
+
+    fn generate(&self, ctx: &RequestContext<'_>, limit: usize) -> Vec<Candidate> {
+        let Some(cf) = &ctx.snapshot.cf else { return Vec::new() };
+        let mut history: Vec<u32> = ctx.seen.iter().copied().collect();
+        history.sort_unstable();
+        let Some(mut scored) = cf.score(&history) else { return Vec::new() };
+        scored.retain(|&(item, score)| score > 0.0 && ctx.eligible(item));
+        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if scored.len() > limit {
+            scored.select_nth_unstable_by(limit - 1, order);
+            scored.truncate(limit);
+        }
+        scored.sort_unstable_by(order);
+        scored.into_iter().map(|(item, score)| Candidate::new(item, self.name(), score)).collect()
     }
 }
 

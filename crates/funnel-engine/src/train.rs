@@ -8,6 +8,7 @@ use funnel_core::{EventKind, Item, Record, Timestamp};
 use funnel_store::{LogReader, SnapshotDir, SnapshotId};
 use funnel_text::{AnalyzerConfig, Bm25Index, Bm25Params, DocText};
 
+use crate::cf::Collaborative;
 use crate::snapshot::{FORMAT_VERSION, Histories, Manifest, Popularity};
 use crate::{Catalog, EngineConfig, EngineError, SearchConfig, Snapshot, TrainConfig};
 
@@ -134,6 +135,13 @@ pub fn train(
     phases.start("popularity and histories");
     let popularity = popularity(&gathered, &config.train, as_of);
     let histories = histories(&gathered, as_of);
+    phases.start("collaborative filtering");
+    let cf = Collaborative::train(
+        &positives(&gathered, &config.train, as_of),
+        gathered.user_ids.len() as u32,
+        &config.train,
+        config.train.seed,
+    );
     phases.start("text index");
     let text = build_text_index(&gathered.items, &config.search);
     phases.start("catalog");
@@ -150,6 +158,7 @@ pub fn train(
             items: catalog.len(),
             users: gathered.user_ids.len(),
             events,
+            cf_model: cf.as_ref().map(|cf| format!("{} over {} items", cf.name(), cf.n_items())),
             train: config.train.clone(),
             search: config.search.clone(),
             files: Vec::new(),
@@ -158,6 +167,7 @@ pub fn train(
         popularity,
         histories,
         text,
+        cf,
     };
     snapshot.save(writer.path())?;
     let id = writer.publish()?;
@@ -196,6 +206,20 @@ fn popularity(gathered: &Gathered, config: &TrainConfig, as_of: Timestamp) -> Po
     let mut order: Vec<u32> = (0..scores.len() as u32).filter(|&i| scores[i as usize] > 0.0).collect();
     order.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
     Popularity { scores: scores.into_iter().map(|s| s as f32).collect(), order }
+}
+
+/// Distinct (user, item) pairs with a positive weight up to `as_of`: what collaborative
+/// filtering learns from.
+fn positives(gathered: &Gathered, config: &TrainConfig, as_of: Timestamp) -> Vec<(u32, u32)> {
+    let mut pairs: Vec<(u32, u32)> = gathered
+        .interactions
+        .iter()
+        .filter(|e| e.timestamp <= as_of && positive_weight(config, e.kind, e.value) > 0.0)
+        .map(|e| (e.user, e.item))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs
 }
 
 /// Items each user has interacted with in any way but an impression ("seen").

@@ -7,6 +7,7 @@
 //! It reads files and computes numbers; it prints nothing (the CLI renders reports).
 
 pub mod beyond;
+pub mod engine;
 pub mod ltr;
 pub mod metrics;
 pub mod recs;

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::linalg::{axpy, dot, gram, symv};
 use crate::{Interactions, ModelError, Recommender};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AlsConfig {
     pub factors: usize,
     pub regularization: f32,
@@ -28,11 +28,13 @@ impl Default for AlsConfig {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Als {
     pub config: AlsConfig,
     user_factors: Vec<f32>,
     item_factors: Vec<f32>,
+    /// YᵀY + λI of the trained item factors, kept for folding users in.
+    item_gram: Vec<f32>,
 }
 
 impl Als {
@@ -52,10 +54,9 @@ impl Als {
     /// against the trained item factors without retraining anything.
     pub fn fold_in(&self, items: &[u32], weights: &[f32]) -> Vec<f32> {
         let f = self.config.factors;
-        let yty = gram(&self.item_factors, f, self.config.regularization);
         let mut x = vec![0f32; f];
         let rows = Rows { items, weights, others: &self.item_factors };
-        solve_row(&yty, &rows, &mut x, f, self.config.alpha, f.max(self.config.cg_steps));
+        solve_row(&self.item_gram, &rows, &mut x, f, self.config.alpha, f.max(self.config.cg_steps));
         x
     }
 
@@ -147,6 +148,7 @@ impl Recommender for Als {
             solve_all(&mut self.user_factors, &self.item_factors, data, &user_weights, &config);
             solve_all(&mut self.item_factors, &self.user_factors, &transposed, &item_weights, &config);
         }
+        self.item_gram = gram(&self.item_factors, f, config.regularization);
         Ok(())
     }
 
@@ -156,6 +158,14 @@ impl Recommender for Als {
         for (score, y) in out.iter_mut().zip(self.item_factors.chunks_exact(f)) {
             *score = dot(x, y);
         }
+    }
+
+    fn score_history(&self, items: &[u32], out: &mut [f32]) -> bool {
+        let x = self.fold_in(items, &vec![1.0; items.len()]);
+        for (score, y) in out.iter_mut().zip(self.item_factors.chunks_exact(self.config.factors)) {
+            *score = dot(&x, y);
+        }
+        true
     }
 }
 

@@ -7,7 +7,7 @@ use faer::{Mat, Side};
 
 use crate::{Interactions, ModelError, Recommender};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EaseConfig {
     pub lambda: f64,
     /// Refuse catalogs above this many items (the dense matrices grow with its square).
@@ -20,7 +20,7 @@ impl Default for EaseConfig {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Ease {
     pub config: EaseConfig,
     n_items: usize,
@@ -86,11 +86,16 @@ impl Recommender for Ease {
     }
 
     fn score(&self, user: u32, data: &Interactions, out: &mut [f32]) {
+        self.score_history(data.items_of(user), out);
+    }
+
+    fn score_history(&self, items: &[u32], out: &mut [f32]) -> bool {
         out.fill(0.0);
         let n = self.n_items;
-        for &i in data.items_of(user) {
+        for &i in items {
             crate::linalg::axpy(1.0, &self.weights[i as usize * n..(i as usize + 1) * n], out);
         }
+        true
     }
 }
 

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use crate::{Interactions, ModelError, Recommender};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ItemKnnConfig {
     pub neighbours: usize,
     pub shrinkage: f32,
@@ -19,7 +19,7 @@ impl Default for ItemKnnConfig {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ItemKnn {
     pub config: ItemKnnConfig,
     /// CSR: the kept neighbours of each item, with similarities.
@@ -95,12 +95,17 @@ impl Recommender for ItemKnn {
     }
 
     fn score(&self, user: u32, data: &Interactions, out: &mut [f32]) {
+        self.score_history(data.items_of(user), out);
+    }
+
+    fn score_history(&self, items: &[u32], out: &mut [f32]) -> bool {
         out.fill(0.0);
-        for &i in data.items_of(user) {
+        for &i in items {
             for &(j, s) in self.neighbours_of(i) {
                 out[j as usize] += s;
             }
         }
+        true
     }
 }
 

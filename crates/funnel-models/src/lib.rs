@@ -30,6 +30,13 @@ pub trait Recommender: Send + Sync {
     /// Writes a score for every item into `out` (length `data.n_items()`); higher is
     /// better. `user` may have no training interactions (a cold start).
     fn score(&self, user: u32, data: &Interactions, out: &mut [f32]);
+
+    /// Scores every item for a history of items alone (a user unseen in training, or one
+    /// with events since), without retraining. Returns `false` when the model cannot
+    /// score from a history (its users must have been trained).
+    fn score_history(&self, _items: &[u32], _out: &mut [f32]) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@ use crate::{Interactions, ModelError, Recommender};
 
 /// Scores an item by the number of distinct training users who interacted with it: the
 /// baseline every other model must beat.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct MostPopular {
     counts: Vec<f32>,
 }

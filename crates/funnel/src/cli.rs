@@ -50,6 +50,33 @@ pub enum EvalCommand {
     Recs(EvalRecsArgs),
     Search(EvalSearchArgs),
     Ltr(EvalLtrArgs),
+    Engine(EvalEngineArgs),
+}
+
+/// Score the trained pipeline itself: serve every test user through the newest snapshot
+/// of --data-dir (sources, merge, ranker, rules) and compare the slates with their
+/// held-out events, with the same metrics as `eval recs`.
+///
+/// Example:
+///   funnel import events ml-100k/u1.base --format movielens && funnel train
+///   funnel eval engine --test ml-100k/u1.test --format movielens --min-relevance 4
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct EvalEngineArgs {
+    #[arg(long)]
+    pub test: PathBuf,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub format: EventFormat,
+    #[arg(long, default_value = "home")]
+    pub surface: String,
+    #[arg(long, value_delimiter = ',', default_value = "10")]
+    pub k: Vec<usize>,
+    #[arg(long)]
+    pub min_relevance: Option<f64>,
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

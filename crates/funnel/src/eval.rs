@@ -12,14 +12,35 @@ use funnel_eval::{Report, trec};
 use funnel_store::import::{Format, ImportOptions, Kind, read_file};
 use rustc_hash::FxHashMap;
 
-use crate::cli::{EvalCommand, EvalLtrArgs, EvalRecsArgs, EvalSearchArgs, EventFormat, SplitArgs, SplitMethod};
+use funnel_store::DataDir;
 
-pub fn run(config: &EngineConfig, command: EvalCommand) -> anyhow::Result<()> {
+use crate::cli::{
+    EvalCommand, EvalEngineArgs, EvalLtrArgs, EvalRecsArgs, EvalSearchArgs, EventFormat, SplitArgs, SplitMethod,
+};
+
+pub fn run(data: &DataDir, config: &EngineConfig, command: EvalCommand) -> anyhow::Result<()> {
     match command {
         EvalCommand::Recs(args) => recs(&args),
         EvalCommand::Search(args) => search(config, &args),
         EvalCommand::Ltr(args) => ltr(&args),
+        EvalCommand::Engine(args) => engine(data, config, &args),
     }
+}
+
+fn engine(data: &DataDir, config: &EngineConfig, args: &EvalEngineArgs) -> anyhow::Result<()> {
+    let engine = funnel_engine::Engine::open_latest(&data.snapshots(), config)?;
+    let test = read_events(&args.test, args.format)?;
+    let options = funnel_eval::engine::EngineEvalOptions {
+        surface: args.surface.clone(),
+        ks: args.k.clone(),
+        min_relevance: args.min_relevance,
+        dataset: format!("{} -> {}", engine.snapshot().manifest.id, file_name(&args.test)),
+    };
+    let (report, rankings) = funnel_eval::engine::evaluate(&engine, &test, &options)?;
+    if let Some(run) = &args.run {
+        trec::write_run(run, &report.system, &rankings)?;
+    }
+    print_reports(&[&report], args.json)
 }
 
 fn format_of(format: EventFormat) -> Format {

@@ -53,7 +53,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => output::search(&data, &config, args),
         Command::Similar(args) => output::similar(&data, &config, args),
         Command::Quickstart(args) => quickstart::run(&data, config, &args),
-        Command::Eval(command) => eval::run(&config, command),
+        Command::Eval(command) => eval::run(&data, &config, command),
         Command::Split(args) => eval::split(&args),
     }
 }

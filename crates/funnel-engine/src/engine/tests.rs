@@ -107,6 +107,7 @@ fn explain_traces_every_stage() {
     assert_eq!(
         stages,
         [
+            ("candidates", "cf"),
             ("candidates", "popular"),
             ("rank", "score"),
             ("rules", "seen"),
@@ -116,7 +117,7 @@ fn explain_traces_every_stage() {
             ("explore", "none")
         ]
     );
-    let dedupe = &trace.stages[5];
+    let dedupe = &trace.stages[6];
     assert_eq!(dedupe.details["ids"][0], "f");
     assert!(engine.run(&request("home")).unwrap().trace.is_none());
 }
@@ -165,4 +166,39 @@ fn training_as_of_a_past_time_ignores_later_events() {
     let engine = Engine::open_latest(&snapshots, &EngineConfig::default()).unwrap();
     let response = engine.run(&request("home")).unwrap();
     assert_eq!(ids(&response), ["old"], "an item only clicked after as_of has no popularity yet");
+}
+
+#[test]
+fn collaborative_filtering_personalises_and_folds_in_fresh_history() {
+    // Group x: 6 users who each click x1, x2, x3. Group y: 12 users on y1, y2, y3
+    // (more popular). A fan of x1 must be offered x2 and x3 before the popular y items.
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileLog::open(dir.path().join("log")).unwrap();
+    let mut events = Vec::new();
+    for (group, users) in [("x", 6), ("y", 12)] {
+        for u in 0..users {
+            for i in 1..=3 {
+                events.push(click(&format!("{group}-fan{u}"), &format!("{group}{i}"), 100));
+            }
+        }
+    }
+    events.push(click("newcomer", "x1", 100));
+    log.append(&events).unwrap();
+    let snapshots = SnapshotDir::new(dir.path().join("snapshots"));
+    let config = EngineConfig::default();
+    train(&log.reader(), &snapshots, &config, None, &mut |_| {}).unwrap();
+    let engine = Engine::open_latest(&snapshots, &config).unwrap();
+    assert!(engine.snapshot().manifest.cf_model.as_deref().is_some_and(|m| m.starts_with("ease")));
+
+    let response = engine.run(&Request { user: Some("newcomer".into()), k: 2, ..request("home") }).unwrap();
+    assert_eq!(ids(&response), ["x2", "x3"]);
+
+    // A user the snapshot has never seen, with one event since training: folded in.
+    let fresh = Request { user: Some("stranger".into()), recently_seen: vec!["x2".into()], k: 2, ..request("home") };
+    let mut folded = ids(&engine.run(&fresh).unwrap()).into_iter().map(str::to_owned).collect::<Vec<_>>();
+    folded.sort();
+    assert_eq!(folded, ["x1", "x3"], "the rest of group x, whatever their order");
+    // Without history: popular items only.
+    let cold = engine.run(&Request { user: Some("stranger".into()), k: 2, ..request("home") }).unwrap();
+    assert_eq!(ids(&cold), ["y1", "y2"]);
 }

@@ -155,3 +155,20 @@ fn eval_ltr_reads_svmlight_with_query_files() {
     ));
     assert!(stderr.contains("rank.train.query"), "{stderr}");
 }
+
+#[test]
+fn eval_engine_scores_the_trained_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, test) = write_split(dir.path());
+    let data = dir.path().join("data");
+    ok(&funnel(&data, &["import", "events", &train, "--format", "movielens"]));
+    ok(&funnel(&data, &["train"]));
+    let report: Value = serde_json::from_str(&ok(&funnel(
+        &data,
+        &["eval", "engine", "--test", &test, "--format", "movielens", "--min-relevance", "3", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(report["system"], "engine:home");
+    assert!(report["params"]["cf_model"].as_str().unwrap().starts_with("ease"), "{report}");
+    assert!(report["n_evaluated"].as_u64().unwrap() > 30);
+}
