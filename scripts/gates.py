@@ -4,7 +4,8 @@ when a result is wrong or a quality figure drops below its recorded threshold.
 
 Usage: python3 scripts/gates.py [--bin target/release/funnel] [--shared ../shared]
 Prints one line per check and a closing 'N passed, N failed' line; exits 1 on failure.
-Each command's wall time and peak memory are printed so that runs can be compared.
+Each command's wall time and peak memory are printed so that runs can be compared (the
+peak is an upper bound: a child's ru_maxrss counts the parent's pages copied at fork).
 """
 
 import argparse
