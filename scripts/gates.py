@@ -136,6 +136,25 @@ def eval_engine_gate(binary, shared, work):
              thresholds()["engine_ml100k_u1_home_ndcg@10"])
 
 
+def embedding_gate(binary, shared, work):
+    """MiniLM through candle equals sentence-transformers (fixture from
+    scripts/reference/minilm.py) to cosine >= 0.999 on every sentence."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "crates/funnel-vector/tests/fixtures/minilm.json")) as f:
+        fixture = json.load(f)
+    texts = os.path.join(work, "sentences.txt")
+    with open(texts, "w") as f:
+        f.write("\n".join(fixture["sentences"]) + "\n")
+    model = os.path.join(shared, "models/all-MiniLM-L6-v2")
+    out, *_ = run(binary, work, "embed", "--model", model, "--file", texts, "--json")
+    ours = json.loads(out)["vectors"]
+    cosines = []
+    for a, b in zip(ours, fixture["vectors"]):
+        cosines.append(sum(x * y for x, y in zip(a, b)) / ((sum(x * x for x in a) * sum(y * y for y in b)) ** 0.5))
+    check(f"embeddings: {len(ours)} vectors equal sentence-transformers' (lowest cosine {min(cosines):.7f})",
+          len(ours) == len(fixture["vectors"]) and min(cosines) >= 0.999)
+
+
 def eval_search_gate(binary, shared, work):
     for name, floor in thresholds()["search_bm25_ndcg@10"].items():
         out, *_ = run(binary, work, "eval", "search", "--beir", os.path.join(shared, "data/ir", name, "beir"), "--json")
@@ -155,7 +174,7 @@ def main():
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="funnel-gates-")
     try:
-        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, eval_search_gate, eval_ltr_gate, corpus_gate):
+        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, embedding_gate, eval_search_gate, eval_ltr_gate, corpus_gate):
             try:
                 gate(args.bin, args.shared, work)
             except Exception as error:  # a crash of one gate is a failure, not a skip

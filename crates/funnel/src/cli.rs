@@ -42,6 +42,29 @@ pub enum Command {
     #[command(subcommand)]
     Eval(EvalCommand),
     Split(SplitArgs),
+    Embed(EmbedArgs),
+}
+
+/// Embed texts with a sentence-transformers model folder (all-MiniLM-L6-v2 and its kind).
+///
+/// Prints each text's unit-length vector (mean pooling over tokens, as
+/// sentence-transformers does). The model is read from a local folder; nothing is
+/// downloaded.
+///
+/// Example: funnel embed --model models/all-MiniLM-L6-v2 "hello world" --json
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct EmbedArgs {
+    #[arg(long, env = "FUNNEL_EMBEDDING_MODEL")]
+    pub model: PathBuf,
+    /// Texts to embed.
+    pub texts: Vec<String>,
+    /// A file with one text per line, embedded after the texts given as arguments.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Print {"dim", "seconds", "vectors": [[…], …]}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Offline evaluation: score models and retrieval on held-out data.

@@ -55,7 +55,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Quickstart(args) => quickstart::run(&data, config, &args),
         Command::Eval(command) => eval::run(&data, &config, command),
         Command::Split(args) => eval::split(&args),
+        Command::Embed(args) => embed(&args),
     }
+}
+
+fn embed(args: &cli::EmbedArgs) -> anyhow::Result<()> {
+    let mut texts = args.texts.clone();
+    if let Some(file) = &args.file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        texts.extend(text.lines().map(str::to_owned));
+    }
+    if texts.is_empty() {
+        anyhow::bail!("nothing to embed: give texts or --file");
+    }
+    let embedder = funnel_vector::Embedder::load(&args.model)?;
+    let started = std::time::Instant::now();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let vectors = embedder.embed(&refs)?;
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        let body = serde_json::json!({ "dim": embedder.dim(), "seconds": seconds, "vectors": vectors });
+        println!("{body}");
+    } else {
+        for (text, vector) in texts.iter().zip(&vectors) {
+            let head: Vec<String> = vector.iter().take(5).map(|v| format!("{v:.6}")).collect();
+            println!("[{}, …] {text}", head.join(", "));
+        }
+        eprintln!("{} texts in {seconds:.3} s ({:.0} texts/s)", texts.len(), texts.len() as f64 / seconds.max(1e-9));
+    }
+    Ok(())
 }
 
 /// `--config FILE`, else `DATA_DIR/funnel.toml` when present, else defaults; then the
