@@ -18,20 +18,12 @@ import subprocess
 import sys
 import time
 
+from peer_env import reexec_in
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 VENV = os.path.join(HERE, ".venv")
-
-
-def ensure_venv():
-    python = os.path.join(VENV, "bin", "python")
-    if os.environ.get("FUNNEL_BENCH_IN_VENV") == "1":
-        return
-    if not os.path.exists(python):
-        subprocess.check_call([sys.executable, "-m", "venv", VENV])
-        subprocess.check_call([python, "-m", "pip", "install", "--quiet", "implicit", "numpy", "scipy", "threadpoolctl"])
-    env = dict(os.environ, FUNNEL_BENCH_IN_VENV="1", OPENBLAS_NUM_THREADS="1")
-    os.execve(python, [python, *sys.argv], env)
+PEERS = ["implicit", "numpy", "scipy", "threadpoolctl"]
 
 
 def make_pairs(path, users, items, nnz, seed=7):
@@ -89,7 +81,7 @@ def main():
     parser.add_argument("--factors", default="64,128")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    ensure_venv()
+    reexec_in(VENV, PEERS, {"OPENBLAS_NUM_THREADS": "1"})
     if args.child:
         path, factors, iterations, threads = args.child
         implicit_child(path, args.users, args.items, int(factors), int(iterations), int(threads))

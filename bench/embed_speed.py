@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+from peer_env import reexec_in
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 VENV = os.path.join(HERE, ".venv-st")
@@ -28,13 +30,7 @@ def main():
     parser.add_argument("--bin", default=os.path.join(ROOT, "target/release/funnel"))
     parser.add_argument("--shared", default=os.path.join(ROOT, "../shared"))
     args = parser.parse_args()
-    python = os.path.join(VENV, "bin", "python")
-    if os.environ.get("FUNNEL_BENCH_IN_VENV") != "1":
-        if not os.path.exists(python):
-            subprocess.check_call([sys.executable, "-m", "venv", VENV])
-            subprocess.check_call([python, "-m", "pip", "install", "--quiet", "sentence-transformers"])
-        env = dict(os.environ, FUNNEL_BENCH_IN_VENV="1", HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(args.threads))
-        os.execve(python, [python, *sys.argv], env)
+    reexec_in(VENV, ["sentence-transformers"], {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(args.threads)})
 
     sentences = []
     with gzip.open(os.path.join(args.shared, "data/corpus/pkg-summaries.jsonl.gz"), "rt") as f:

@@ -22,20 +22,12 @@ import subprocess
 import sys
 import time
 
+from peer_env import reexec_in
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 VENV = os.path.join(HERE, ".venv")
-
-
-def ensure_venv():
-    python = os.path.join(VENV, "bin", "python")
-    if os.environ.get("FUNNEL_BENCH_IN_VENV") == "1":
-        return
-    if not os.path.exists(python):
-        subprocess.check_call([sys.executable, "-m", "venv", VENV])
-        subprocess.check_call([python, "-m", "pip", "install", "--quiet", "implicit", "numpy", "scipy", "threadpoolctl"])
-    env = dict(os.environ, FUNNEL_BENCH_IN_VENV="1", OPENBLAS_NUM_THREADS="1")
-    os.execve(python, [python, *sys.argv], env)
+PEERS = ["implicit", "numpy", "scipy", "threadpoolctl"]
 
 
 def read_events(path):
@@ -129,7 +121,7 @@ def main():
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    ensure_venv()
+    reexec_in(VENV, PEERS, {"OPENBLAS_NUM_THREADS": "1"})
     ml100k = os.path.join(args.shared, "data/movielens/ml-100k")
     datasets = [(f"ml-100k u{k}", f"{ml100k}/u{k}.base", f"{ml100k}/u{k}.test", "movielens") for k in range(1, args.folds + 1)]
     work = "/tmp/funnel-bench-recs"

@@ -12,13 +12,14 @@ Installs sentence-transformers (and so torch, large) into bench/.venv-st on firs
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 VENV = os.path.join(ROOT, "bench", ".venv-st")
 OUT = os.path.join(ROOT, "crates/funnel-vector/tests/fixtures/minilm.json")
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from peer_env import reexec_in  # noqa: E402
 SENTENCES = [
     "hello world",
     "An async web framework for Python with websockets and background tasks.",
@@ -33,12 +34,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=os.path.join(ROOT, "../shared/models/all-MiniLM-L6-v2"))
     args = parser.parse_args()
-    python = os.path.join(VENV, "bin", "python")
-    if os.environ.get("FUNNEL_REFERENCE_IN_VENV") != "1":
-        if not os.path.exists(python):
-            subprocess.check_call([sys.executable, "-m", "venv", VENV])
-            subprocess.check_call([python, "-m", "pip", "install", "--quiet", "sentence-transformers"])
-        os.execve(python, [python, *sys.argv], dict(os.environ, FUNNEL_REFERENCE_IN_VENV="1", HF_HUB_OFFLINE="1"))
+    reexec_in(VENV, ["sentence-transformers"], {"HF_HUB_OFFLINE": "1"})
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(os.path.abspath(args.model), device="cpu")
