@@ -5,9 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use funnel_core::{Item, Record};
 use funnel_engine::{SearchConfig, build_text_index};
-use funnel_store::import::{Format, ImportOptions, Kind, read_beir_queries, read_file, read_qrels};
+use funnel_store::import::{Format, read_beir_queries, read_items, read_qrels};
 use serde_json::json;
 
 use crate::metrics::{Discount, Gain, Judgments, Metric};
@@ -58,23 +57,6 @@ pub fn search_metrics(depth: usize) -> Vec<Metric> {
     metrics
 }
 
-fn read_corpus(path: &Path) -> Result<Vec<Item>, EvalError> {
-    let mut items = Vec::new();
-    let options = ImportOptions { kind: Kind::Items, format: Format::Beir, skip_bad: false };
-    read_file(
-        path,
-        &options,
-        &mut |record| {
-            if let Record::Item(item) = record {
-                items.push(item);
-            }
-            Ok(())
-        },
-        &mut |_| {},
-    )?;
-    Ok(items)
-}
-
 /// An f32 setting as the f64 with the same shortest decimal form (1.2, not 1.2000000476…).
 fn shortest(value: f32) -> f64 {
     value.to_string().parse().unwrap_or(f64::from(value))
@@ -90,7 +72,7 @@ pub fn evaluate(dir: &Path, options: &SearchOptions) -> Result<SearchResult, Eva
             return Err(missing(name));
         }
     }
-    let items = read_corpus(&corpus)?;
+    let items = read_items(&corpus, Format::Beir)?;
     let started = Instant::now();
     let index = build_text_index(&items, &options.search);
     let index_s = started.elapsed().as_secs_f64();

@@ -3,13 +3,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use funnel_core::{Event, Record};
+use funnel_core::Event;
 use funnel_engine::EngineConfig;
 use funnel_eval::recs::{ModelResult, RecsOptions};
 use funnel_eval::search::{Mode, SearchOptions};
 use funnel_eval::split::Method;
 use funnel_eval::{Report, trec};
-use funnel_store::import::{Format, ImportOptions, Kind, read_file};
+use funnel_store::import::Format;
 use rustc_hash::FxHashMap;
 
 use funnel_store::DataDir;
@@ -53,39 +53,13 @@ fn format_of(format: EventFormat) -> Format {
     }
 }
 
-/// MovieLens fold files (`u1.base`) are MovieLens whatever their extension.
 fn read_events(path: &Path, format: EventFormat) -> anyhow::Result<Vec<Event>> {
-    let options = ImportOptions { kind: Kind::Events, format: format_of(format), skip_bad: false };
-    let mut events = Vec::new();
-    read_file(
-        path,
-        &options,
-        &mut |record| {
-            if let Record::Event(event) = record {
-                events.push(event);
-            }
-            Ok(())
-        },
-        &mut |_| {},
-    )?;
-    Ok(events)
+    Ok(funnel_store::import::read_events(path, format_of(format))?)
 }
 
 fn read_categories(path: &Path) -> anyhow::Result<FxHashMap<String, Vec<String>>> {
-    let options = ImportOptions { kind: Kind::Items, format: Format::Auto, skip_bad: false };
-    let mut categories = FxHashMap::default();
-    read_file(
-        path,
-        &options,
-        &mut |record| {
-            if let Record::Item(item) = record {
-                categories.insert(item.id, item.categories);
-            }
-            Ok(())
-        },
-        &mut |_| {},
-    )?;
-    Ok(categories)
+    let items = funnel_store::import::read_items(path, Format::Auto)?;
+    Ok(items.into_iter().map(|item| (item.id, item.categories)).collect())
 }
 
 fn file_name(path: &Path) -> String {

@@ -153,6 +153,42 @@ pub fn read_file(
     Ok(report)
 }
 
+/// Every event of an events file, in file order.
+pub fn read_events(path: &Path, format: Format) -> Result<Vec<funnel_core::Event>, ImportError> {
+    let mut events = Vec::new();
+    read_kind(path, Kind::Events, format, &mut |record| {
+        if let Record::Event(event) = record {
+            events.push(event);
+        }
+    })?;
+    Ok(events)
+}
+
+/// Every item of an items file, in file order.
+pub fn read_items(path: &Path, format: Format) -> Result<Vec<funnel_core::Item>, ImportError> {
+    let mut items = Vec::new();
+    read_kind(path, Kind::Items, format, &mut |record| {
+        if let Record::Item(item) = record {
+            items.push(item);
+        }
+    })?;
+    Ok(items)
+}
+
+fn read_kind(path: &Path, kind: Kind, format: Format, keep: &mut dyn FnMut(Record)) -> Result<(), ImportError> {
+    let options = ImportOptions { kind, format, skip_bad: false };
+    read_file(
+        path,
+        &options,
+        &mut |record| {
+            keep(record);
+            Ok(())
+        },
+        &mut |_| {},
+    )
+    .map(|_| ())
+}
+
 /// Imports `path` into `log` as one transaction: all of it, or (on any error) nothing.
 pub fn import_file(
     log: &FileLog,
