@@ -16,5 +16,13 @@ def reexec_in(venv, packages, env=None):
     python = os.path.join(venv, "bin", "python")
     if not os.path.exists(python):
         subprocess.check_call([sys.executable, "-m", "venv", venv])
-        subprocess.check_call([python, "-m", "pip", "install", "--quiet", *packages])
+    # Packages installed so far, one per line, so that a venv shared by several scripts
+    # gets each script's packages on its first run.
+    record = os.path.join(venv, "funnel-packages.txt")
+    done = set(open(record).read().split()) if os.path.exists(record) else set()
+    missing = [p for p in packages if p not in done]
+    if missing:
+        subprocess.check_call([python, "-m", "pip", "install", "--quiet", *missing])
+        with open(record, "a") as f:
+            f.write("".join(p + "\n" for p in missing))
     os.execve(python, [python, *sys.argv], dict(os.environ, **(env or {}), **{MARKER: venv}))

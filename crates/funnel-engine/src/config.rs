@@ -27,7 +27,39 @@ impl ConfigError {
 pub struct EngineConfig {
     pub train: TrainConfig,
     pub search: SearchConfig,
+    pub content: ContentConfig,
     pub surfaces: BTreeMap<String, SurfaceConfig>,
+}
+
+/// Content vectors: item text embedded at training time (the `content` source).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContentConfig {
+    /// A sentence-transformers model folder (e.g. all-MiniLM-L6-v2); empty: no content
+    /// vectors. Embedding costs about 10 ms per item on 2 cores, once per training.
+    pub model: String,
+    /// Catalogs larger than this are not embedded (training would take too long).
+    pub max_items: usize,
+    /// Exact search below this many items, HNSW from here on.
+    pub exact_below: usize,
+    /// HNSW links per node and construction breadth.
+    pub hnsw_m: usize,
+    pub ef_construction: usize,
+    /// HNSW search breadth per request (raised to the number of candidates asked for).
+    pub ef_search: usize,
+}
+
+impl Default for ContentConfig {
+    fn default() -> Self {
+        Self {
+            model: String::new(),
+            max_items: 200_000,
+            exact_below: 20_000,
+            hnsw_m: 16,
+            ef_construction: 200,
+            ef_search: 64,
+        }
+    }
 }
 
 /// How `funnel train` turns the log into a snapshot.
@@ -153,20 +185,21 @@ fn surface(sources: &[(&str, usize, f32)]) -> SurfaceConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         let surfaces = [
-            ("home", surface(&[("cf", 500, 1.0), ("popular", 500, 0.2)])),
+            ("home", surface(&[("cf", 500, 1.0), ("content", 200, 0.3), ("popular", 500, 0.2)])),
             ("search", surface(&[("bm25", 1000, 1.0)])),
-            ("similar", surface(&[("similar", 500, 1.0), ("popular", 100, 0.05)])),
+            ("similar", surface(&[("similar", 500, 1.0), ("content", 300, 1.0), ("popular", 100, 0.05)])),
         ];
         Self {
             train: TrainConfig::default(),
             search: SearchConfig::default(),
+            content: ContentConfig::default(),
             surfaces: surfaces.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         }
     }
 }
 
 /// Candidate sources the engine knows, and what a request must carry for each.
-pub(crate) const SOURCES: &[&str] = &["cf", "popular", "bm25", "similar"];
+pub(crate) const SOURCES: &[&str] = &["cf", "content", "popular", "bm25", "similar"];
 pub(crate) const CF_MODELS: &[&str] = &["auto", "ease", "item-knn", "als", "none"];
 pub(crate) const RANKERS: &[&str] = &["score"];
 pub(crate) const RULES: &[&str] = &["seen", "available", "safe", "dedupe"];
@@ -216,6 +249,14 @@ impl EngineConfig {
         }
         if !(s.title_weight >= 0.0 && s.title_weight.is_finite()) {
             return Err(ConfigError::new("search.title_weight", "must be ≥ 0"));
+        }
+        let c = &self.content;
+        if c.hnsw_m < 2 || c.hnsw_m > 200 {
+            return Err(ConfigError::new("content.hnsw_m", "must be between 2 and 200"));
+        }
+        if c.ef_construction == 0 || c.ef_search == 0 {
+            let key = if c.ef_search == 0 { "content.ef_search" } else { "content.ef_construction" };
+            return Err(ConfigError::new(key, "must be ≥ 1"));
         }
         self.surfaces.iter().try_for_each(|(name, surface)| surface.validate(name))
     }

@@ -9,6 +9,7 @@
 mod catalog;
 mod cf;
 mod config;
+mod content;
 mod engine;
 mod explore;
 mod pipeline;
@@ -21,12 +22,13 @@ mod train;
 
 pub use catalog::{Catalog, CatalogItem};
 pub use cf::{CfModel, Collaborative};
-pub use config::{ConfigError, EngineConfig, SearchConfig, SourceConfig, SurfaceConfig, TrainConfig};
+pub use config::{ConfigError, ContentConfig, EngineConfig, SearchConfig, SourceConfig, SurfaceConfig, TrainConfig};
+pub use content::{ContentIndex, TextEmbedder, content_text};
 pub use engine::Engine;
 pub use pipeline::{CandidateSource, ExplorationPolicy, Ranker, Rule};
 pub use request::{Request, RequestContext, Response};
 pub use snapshot::{Manifest, Snapshot};
-pub use train::{TrainReport, build_text_index, train};
+pub use train::{TrainReport, build_text_index, train, train_with_embedder};
 
 /// Errors of the engine. The first group is the caller's to fix (a 4xx over HTTP);
 /// the rest are internal.
@@ -44,6 +46,8 @@ pub enum EngineError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] funnel_store::StoreError),
+    #[error("content vectors: {0}")]
+    Content(String),
     #[error("snapshot {path}: {reason}")]
     Snapshot { path: std::path::PathBuf, reason: String },
 }

@@ -12,6 +12,7 @@ use funnel_text::Bm25Index;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::cf::Collaborative;
+use crate::content::ContentIndex;
 use crate::{Catalog, EngineError, SearchConfig, TrainConfig};
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -36,6 +37,9 @@ pub struct Manifest {
     /// The collaborative-filtering model, if one was trained.
     #[serde(default)]
     pub cf_model: Option<String>,
+    /// The content vectors' model and index kind, if items were embedded.
+    #[serde(default)]
+    pub content_model: Option<String>,
     pub train: TrainConfig,
     pub search: SearchConfig,
     pub files: Vec<FileEntry>,
@@ -75,6 +79,8 @@ pub struct Snapshot {
     pub text: Bm25Index,
     /// Collaborative filtering, when the log has interactions to learn from.
     pub cf: Option<Collaborative>,
+    /// Item text vectors, when a model was configured (`content.model`).
+    pub content: Option<ContentIndex>,
 }
 
 fn snapshot_error(path: &Path, reason: impl Into<String>) -> EngineError {
@@ -138,6 +144,9 @@ impl Snapshot {
         if let Some(cf) = &self.cf {
             self.manifest.files.push(write_part(dir, "cf.bin", cf)?);
         }
+        if let Some(content) = &self.content {
+            self.manifest.files.push(write_part(dir, "content.bin", content)?);
+        }
         let path = dir.join(MANIFEST);
         let json = serde_json::to_vec_pretty(&self.manifest).map_err(|e| snapshot_error(&path, e.to_string()))?;
         fs::write(&path, json).map_err(|e| snapshot_error(&path, e.to_string()))
@@ -166,7 +175,12 @@ impl Snapshot {
             }
             false => None,
         };
+        let content = match manifest.files.iter().any(|f| f.name == "content.bin") {
+            true => Some(read_part(dir, &manifest, "content.bin")?),
+            false => None,
+        };
         Ok(Self {
+            content,
             popularity: read_part(dir, &manifest, "popularity.bin")?,
             histories: read_part(dir, &manifest, "histories.bin")?,
             text: read_part(dir, &manifest, "text.bin")?,

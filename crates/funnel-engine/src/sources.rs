@@ -1,4 +1,5 @@
-//! Candidate sources: popularity, BM25 text retrieval, "more like this".
+//! Candidate sources: collaborative filtering, content vectors, popularity, BM25 text
+//! retrieval, "more like this".
 
 use funnel_core::Candidate;
 
@@ -7,6 +8,7 @@ use crate::{CandidateSource, RequestContext};
 pub(crate) fn by_name(name: &str) -> Box<dyn CandidateSource> {
     match name {
         "cf" => Box::new(CollaborativeFiltering),
+        "content" => Box::new(Content),
         "popular" => Box::new(Popular),
         "bm25" => Box::new(Bm25),
         "similar" => Box::new(SimilarText),
@@ -36,6 +38,35 @@ impl CandidateSource for CollaborativeFiltering {
         }
         scored.sort_unstable_by(order);
         scored.into_iter().map(|(item, score)| Candidate::new(item, self.name(), score)).collect()
+    }
+}
+
+/// Nearest items by content vector: to the anchor item on "similar" requests, else to
+/// the user's profile (the mean vector of the items they engaged with). Needs content
+/// vectors in the snapshot; a user without history gets none.
+struct Content;
+
+impl CandidateSource for Content {
+    fn name(&self) -> &'static str {
+        "content"
+    }
+
+    fn generate(&self, ctx: &RequestContext<'_>, limit: usize) -> Vec<Candidate> {
+        let Some(content) = &ctx.snapshot.content else { return Vec::new() };
+        let query = match ctx.item {
+            Some(anchor) => content.vector(anchor).map(<[f32]>::to_vec),
+            None => content.profile(ctx.seen.iter().copied()),
+        };
+        let Some(query) = query else { return Vec::new() };
+        // Ask for enough that the user's own items and the anchor can be dropped.
+        let wanted = (limit + ctx.seen.len() + 1).min(content.len());
+        content
+            .nearest(&query, wanted)
+            .into_iter()
+            .filter(|n| ctx.eligible(n.id))
+            .take(limit)
+            .map(|n| Candidate::new(n.id, self.name(), n.score))
+            .collect()
     }
 }
 

@@ -9,6 +9,7 @@ use funnel_store::{LogReader, SnapshotDir, SnapshotId};
 use funnel_text::{AnalyzerConfig, Bm25Index, Bm25Params, DocText};
 
 use crate::cf::Collaborative;
+use crate::content::{ContentIndex, TextEmbedder};
 use crate::snapshot::{FORMAT_VERSION, Histories, Manifest, Popularity};
 use crate::{Catalog, EngineConfig, EngineError, SearchConfig, Snapshot, TrainConfig};
 
@@ -115,11 +116,24 @@ impl Gathered {
 
 /// Builds a snapshot from everything in `log` and publishes it in `snapshots`.
 /// `as_of` defaults to the time of the newest event, which keeps training deterministic.
+/// No content vectors: see [`train_with_embedder`].
 pub fn train(
     log: &LogReader,
     snapshots: &SnapshotDir,
     config: &EngineConfig,
     as_of: Option<Timestamp>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<TrainReport, EngineError> {
+    train_with_embedder(log, snapshots, config, as_of, None, progress)
+}
+
+/// [`train`], also embedding every item's text with `embedder` (content vectors).
+pub fn train_with_embedder(
+    log: &LogReader,
+    snapshots: &SnapshotDir,
+    config: &EngineConfig,
+    as_of: Option<Timestamp>,
+    embedder: Option<&dyn TextEmbedder>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<TrainReport, EngineError> {
     let mut phases = Phases { progress, done: Vec::new(), current: None };
@@ -144,6 +158,20 @@ pub fn train(
     );
     phases.start("text index");
     let text = build_text_index(&gathered.items, &config.search);
+    let content = match embedder {
+        Some(embedder) => {
+            phases.start("content vectors");
+            let total = gathered.items.len();
+            let mut done = 0;
+            let report = &mut *phases.progress;
+            let mut tick = |n: usize| {
+                done += n;
+                report(&format!("content vectors {done}/{total}"));
+            };
+            ContentIndex::build(&gathered.items, embedder, &config.content, &mut tick)?
+        }
+        None => None,
+    };
     phases.start("catalog");
     let catalog = Catalog::from_items(&gathered.items);
     drop(gathered.items);
@@ -159,6 +187,9 @@ pub fn train(
             users: gathered.user_ids.len(),
             events,
             cf_model: cf.as_ref().map(|cf| format!("{} over {} items", cf.name(), cf.n_items())),
+            content_model: content
+                .as_ref()
+                .map(|c| format!("{} ({} search over {} items)", c.model, c.kind(), c.len())),
             train: config.train.clone(),
             search: config.search.clone(),
             files: Vec::new(),
@@ -168,6 +199,7 @@ pub fn train(
         histories,
         text,
         cf,
+        content,
     };
     snapshot.save(writer.path())?;
     let id = writer.publish()?;

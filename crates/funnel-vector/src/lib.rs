@@ -84,6 +84,15 @@ impl Embedder {
 
     /// Unit-length embeddings of `texts`, in order.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, VectorError> {
+        self.embed_with_progress(texts, |_| {})
+    }
+
+    /// [`Embedder::embed`], calling `progress(n)` after each batch of `n` texts.
+    pub fn embed_with_progress(
+        &self,
+        texts: &[&str],
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>, VectorError> {
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
         let mut out = vec![Vec::new(); texts.len()];
@@ -92,6 +101,7 @@ impl Embedder {
             for (&i, vector) in chunk.iter().zip(self.embed_batch(&batch)?) {
                 out[i] = vector;
             }
+            progress(chunk.len());
         }
         Ok(out)
     }

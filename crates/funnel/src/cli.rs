@@ -51,7 +51,9 @@ pub enum Command {
 /// sentence-transformers does). The model is read from a local folder; nothing is
 /// downloaded.
 ///
-/// Example: funnel embed --model models/all-MiniLM-L6-v2 "hello world" --json
+/// Examples:
+///   funnel embed --model models/all-MiniLM-L6-v2 "hello world" --json
+///   funnel embed --model models/all-MiniLM-L6-v2 --file texts.txt --out vectors.npy
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct EmbedArgs {
@@ -65,6 +67,10 @@ pub struct EmbedArgs {
     /// Print {"dim", "seconds", "vectors": [[…], …]}.
     #[arg(long)]
     pub json: bool,
+    /// Write the vectors to this NumPy .npy file (float32, one row per text) instead of
+    /// printing them; shows a progress bar.
+    #[arg(long, value_name = "FILE.npy", conflicts_with = "json")]
+    pub out: Option<PathBuf>,
 }
 
 /// Offline evaluation: score models and retrieval on held-out data.

@@ -139,7 +139,7 @@ pub fn split(args: &SplitArgs) -> anyhow::Result<()> {
     funnel_eval::split::write_csv(&args.train, &train).context("writing the train file")?;
     funnel_eval::split::write_csv(&args.test, &test).context("writing the test file")?;
     let users = |side: &[Event]| side.iter().map(|e| e.user.as_str()).collect::<std::collections::HashSet<_>>().len();
-    println!(
+    out!(
         "train: {} events of {} users -> {}\ntest:  {} events of {} users -> {}",
         train.len(),
         users(&train),
@@ -154,14 +154,17 @@ pub fn split(args: &SplitArgs) -> anyhow::Result<()> {
 fn print_reports(reports: &[&Report], json: bool) -> anyhow::Result<()> {
     if json {
         for report in reports {
-            println!("{}", serde_json::to_string(report)?);
+            out!("{}", serde_json::to_string(report)?);
         }
         return Ok(());
     }
     let Some(first) = reports.first() else { return Ok(()) };
-    println!(
+    out!(
         "{} on {}: {} evaluated, {} skipped (nothing relevant)",
-        first.task, first.dataset, first.n_evaluated, first.n_skipped
+        first.task,
+        first.dataset,
+        first.n_evaluated,
+        first.n_skipped
     );
     // Metrics as rows, systems as columns: reports carry many metrics, few systems.
     let width = reports.iter().map(|r| r.system.len()).max().unwrap_or(0).max(10);
@@ -169,27 +172,21 @@ fn print_reports(reports: &[&Report], json: bool) -> anyhow::Result<()> {
     for report in reports {
         print!(" {:>width$}", report.system);
     }
-    println!();
+    out!();
     for metric in first.metrics.keys() {
         print!("{metric:<16}");
         for report in reports {
             print!(" {:>width$.4}", report.metrics.get(metric).copied().unwrap_or(f64::NAN));
         }
-        println!();
+        out!();
     }
     print_row("fit+index s", reports, width, |r| r.timing.fit_s + r.timing.index_s);
     print_row("eval s", reports, width, |r| r.timing.eval_s);
     for report in reports.iter().filter(|r| !r.comparison.is_empty()) {
         let baseline = report.baseline.as_deref().unwrap_or("baseline");
-        println!("\n{} vs {baseline} (mean difference, 95% bootstrap CI, paired t-test p):", report.system);
+        out!("\n{} vs {baseline} (mean difference, 95% bootstrap CI, paired t-test p):", report.system);
         for (metric, c) in &report.comparison {
-            println!(
-                "  {metric:<13} {:+.4}  [{:+.4}, {:+.4}]  p={}",
-                c.diff,
-                c.ci95[0],
-                c.ci95[1],
-                format_p(c.p_value)
-            );
+            out!("  {metric:<13} {:+.4}  [{:+.4}, {:+.4}]  p={}", c.diff, c.ci95[0], c.ci95[1], format_p(c.p_value));
         }
     }
     Ok(())
@@ -200,7 +197,7 @@ fn print_row(name: &str, reports: &[&Report], width: usize, value: fn(&Report) -
     for report in reports {
         print!(" {:>width$.3}", value(report));
     }
-    println!();
+    out!();
 }
 
 fn format_p(p: f64) -> String {

@@ -47,10 +47,10 @@ pub fn run(data: &DataDir, args: &ImportArgs) -> anyhow::Result<()> {
             "skipped_examples": skipped, "seconds": seconds,
             "records_per_second": report.records as f64 / seconds.max(1e-9),
         });
-        println!("{body}");
+        out!("{body}");
         return Ok(());
     }
-    println!(
+    out!(
         "imported {} {kind} from {} in {:.2} s ({:.0} records/s)",
         report.records,
         args.file.display(),
@@ -58,9 +58,9 @@ pub fn run(data: &DataDir, args: &ImportArgs) -> anyhow::Result<()> {
         report.records as f64 / seconds.max(1e-9)
     );
     if report.skipped > 0 {
-        println!("skipped {} bad lines; the first ones:", report.skipped);
+        out!("skipped {} bad lines; the first ones:", report.skipped);
         for example in &report.skipped_examples {
-            println!("  {}:{example}", args.file.display());
+            out!("  {}:{example}", args.file.display());
         }
     }
     Ok(())

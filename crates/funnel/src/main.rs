@@ -2,6 +2,13 @@
 //! configuration, shows progress, and prints results; all the work is in the library
 //! crates.
 
+/// `println!` that ends the process quietly when stdout is a closed pipe (`funnel … | head`)
+/// instead of panicking.
+macro_rules! out {
+    () => { $crate::write_stdout(format_args!("")) };
+    ($($arg:tt)*) => { $crate::write_stdout(format_args!($($arg)*)) };
+}
+
 mod cli;
 mod eval;
 mod import;
@@ -33,6 +40,18 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn write_stdout(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout.write_fmt(line).and_then(|()| stdout.write_all(b"\n")) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {error}");
+        std::process::exit(1);
     }
 }
 
@@ -71,15 +90,32 @@ fn embed(args: &cli::EmbedArgs) -> anyhow::Result<()> {
     let embedder = funnel_vector::Embedder::load(&args.model)?;
     let started = std::time::Instant::now();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let vectors = embedder.embed(&refs)?;
+    let bar = match &args.out {
+        Some(_) => indicatif::ProgressBar::new(refs.len() as u64).with_style(
+            indicatif::ProgressStyle::with_template("embedding {bar:40} {pos}/{len} texts, {per_sec}, eta {eta}")
+                .expect("static template"),
+        ),
+        None => indicatif::ProgressBar::hidden(),
+    };
+    let vectors = embedder.embed_with_progress(&refs, |n| bar.inc(n as u64))?;
+    bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
-    if args.json {
+    if let Some(out) = &args.out {
+        funnel_ann::npy::write(out, &funnel_ann::npy::Matrix::from_rows(&vectors)?)?;
+        eprintln!(
+            "wrote {} vectors of dimension {} to {} in {seconds:.1} s ({:.0} texts/s)",
+            vectors.len(),
+            embedder.dim(),
+            out.display(),
+            vectors.len() as f64 / seconds.max(1e-9)
+        );
+    } else if args.json {
         let body = serde_json::json!({ "dim": embedder.dim(), "seconds": seconds, "vectors": vectors });
-        println!("{body}");
+        out!("{body}");
     } else {
         for (text, vector) in texts.iter().zip(&vectors) {
             let head: Vec<String> = vector.iter().take(5).map(|v| format!("{v:.6}")).collect();
-            println!("[{}, …] {text}", head.join(", "));
+            out!("[{}, …] {text}", head.join(", "));
         }
         eprintln!("{} texts in {seconds:.3} s ({:.0} texts/s)", texts.len(), texts.len() as f64 / seconds.max(1e-9));
     }

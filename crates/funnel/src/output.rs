@@ -12,7 +12,7 @@ fn serve_one(data: &DataDir, config: &EngineConfig, slate: &SlateArgs, request: 
     let request = Request { k: slate.k, explain: slate.explain, seed: slate.seed, ..request };
     let response = engine.run(&request)?;
     if slate.json {
-        println!("{}", serde_json::to_string_pretty(&SlateBody::from(response))?);
+        out!("{}", serde_json::to_string_pretty(&SlateBody::from(response))?);
     } else {
         print_table(&engine, &response);
     }
@@ -38,17 +38,17 @@ pub fn similar(data: &DataDir, config: &EngineConfig, args: SimilarArgs) -> anyh
 fn print_table(engine: &Engine, response: &Response) {
     let catalog = &engine.snapshot().catalog;
     if response.items.is_empty() {
-        println!("no items (snapshot {})", response.snapshot);
+        out!("no items (snapshot {})", response.snapshot);
     }
-    println!("{:>4}  {:<16} {:>9}  title", "#", "id", "score");
+    out!("{:>4}  {:<16} {:>9}  title", "#", "id", "score");
     for (rank, item) in response.items.iter().enumerate() {
         let title = catalog.index_of(&item.id).map(|i| catalog.get(i).title.as_str()).unwrap_or("");
-        println!("{:>4}  {:<16} {:>9.4}  {}", rank + 1, item.id, item.score, title);
+        out!("{:>4}  {:<16} {:>9.4}  {}", rank + 1, item.id, item.score, title);
     }
     let Some(trace) = &response.trace else { return };
-    println!("\ntrace (snapshot {}):", trace.snapshot);
+    out!("\ntrace (snapshot {}):", trace.snapshot);
     for stage in &trace.stages {
-        println!(
+        out!(
             "  {:<10} {:<10} {:>5} -> {:<5} {:>8.3} ms",
             stage.stage,
             stage.component,
@@ -59,7 +59,7 @@ fn print_table(engine: &Engine, response: &Response) {
         if stage.stage == "rules" && stage.details["dropped"].as_u64().unwrap_or(0) > 0 {
             let ids: Vec<&str> =
                 stage.details["ids"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).take(8).collect();
-            println!(
+            out!(
                 "             dropped {} ({}): {}",
                 stage.details["dropped"],
                 stage.details["reason"].as_str().unwrap_or(""),
@@ -67,5 +67,5 @@ fn print_table(engine: &Engine, response: &Response) {
             );
         }
     }
-    println!("(use --json for every score and detail)");
+    out!("(use --json for every score and detail)");
 }

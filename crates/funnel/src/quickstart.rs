@@ -18,7 +18,7 @@ pub fn run(data: &DataDir, config: EngineConfig, args: &QuickstartArgs) -> anyho
     {
         let log = FileLog::open(data.log())?;
         if log.reader().stats()?.frames > 0 {
-            println!("reusing the store in {} (delete it for a fresh start)", data.root().display());
+            out!("reusing the store in {} (delete it for a fresh start)", data.root().display());
         } else if let Some(dir) = &args.data {
             import_movielens(&log, dir)?;
         } else {
@@ -26,9 +26,12 @@ pub fn run(data: &DataDir, config: EngineConfig, args: &QuickstartArgs) -> anyho
         }
     }
     let report = crate::train::build(data, &config, None, true)?;
-    println!(
+    out!(
         "trained snapshot {}: {} items, {} users, {} events",
-        report.snapshot, report.items, report.users, report.events
+        report.snapshot,
+        report.items,
+        report.users,
+        report.events
     );
     let engine = Engine::open_latest(&data.snapshots(), &config)?;
     print_examples(&engine, args);
@@ -55,7 +58,7 @@ fn import_simulated(log: &FileLog, seed: u64) -> anyhow::Result<()> {
         tx.push(&Record::Event(event.clone()))?;
     }
     tx.commit()?;
-    println!(
+    out!(
         "simulated {} items, {} users and {} events (seed {seed})",
         world.items.len(),
         world.users.len(),
@@ -82,7 +85,7 @@ fn import_movielens(log: &FileLog, dir: &Path) -> anyhow::Result<()> {
         let options = ImportOptions { kind, format, skip_bad: false };
         let report =
             import_file(log, &path, &options, &mut |_| {}).with_context(|| format!("importing {}", path.display()))?;
-        println!("imported {} records from {}", report.records, path.display());
+        out!("imported {} records from {}", report.records, path.display());
         imported += 1;
     }
     if imported == 0 {
@@ -101,14 +104,14 @@ fn print_examples(engine: &Engine, args: &QuickstartArgs) {
     let item = top.map_or_else(|| "1".to_owned(), |t| t.id.clone());
     let word = top.and_then(|t| t.title.split_whitespace().find(|w| w.len() > 3)).unwrap_or("love").to_lowercase();
     let base = format!("http://{}", args.addr);
-    println!("\nTry these{}:", if args.no_serve { " after `funnel serve`" } else { " while it serves (Ctrl-C stops)" });
-    println!("  curl '{base}/recommend?user={user}&k=5'");
-    println!("  curl '{base}/recommend?user={user}&k=5&explain=true'");
-    println!("  curl '{base}/search?q={word}&k=5'");
-    println!("  curl '{base}/items/{item}/similar?k=5'");
-    println!(
+    out!("\nTry these{}:", if args.no_serve { " after `funnel serve`" } else { " while it serves (Ctrl-C stops)" });
+    out!("  curl '{base}/recommend?user={user}&k=5'");
+    out!("  curl '{base}/recommend?user={user}&k=5&explain=true'");
+    out!("  curl '{base}/search?q={word}&k=5'");
+    out!("  curl '{base}/items/{item}/similar?k=5'");
+    out!(
         "  curl -X POST '{base}/events' -H 'content-type: application/json' \\\n       -d '[{{\"user\":\"{user}\",\"item\":\"{item}\",\"kind\":\"click\",\"timestamp\":{}}}]'",
         snapshot.manifest.as_of
     );
-    println!("  curl '{base}/metrics'    # Prometheus; /openapi.json describes the API\n");
+    out!("  curl '{base}/metrics'    # Prometheus; /openapi.json describes the API\n");
 }

@@ -1,6 +1,7 @@
 use std::time::Instant;
 
-use funnel_engine::{EngineConfig, TrainReport, train};
+use anyhow::Context;
+use funnel_engine::{EngineConfig, TextEmbedder, TrainReport, train_with_embedder};
 use funnel_store::import::parse_timestamp;
 use funnel_store::{DataDir, LogReader};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -19,14 +20,19 @@ pub fn run(data: &DataDir, config: &EngineConfig, args: &TrainArgs) -> anyhow::R
             "users": report.users, "events": report.events, "terms": report.terms, "seconds": seconds,
             "phases": report.phases.iter().map(|(name, secs)| json!({"phase": name, "seconds": secs})).collect::<Vec<_>>(),
         });
-        println!("{body}");
+        out!("{body}");
     } else {
-        println!(
+        out!(
             "snapshot {} built in {seconds:.2} s: {} items, {} users, {} events, {} terms (as of {})",
-            report.snapshot, report.items, report.users, report.events, report.terms, report.as_of
+            report.snapshot,
+            report.items,
+            report.users,
+            report.events,
+            report.terms,
+            report.as_of
         );
         let phases: Vec<String> = report.phases.iter().map(|(name, secs)| format!("{name} {secs:.2} s")).collect();
-        println!("  {}", phases.join(", "));
+        out!("  {}", phases.join(", "));
     }
     Ok(())
 }
@@ -36,8 +42,40 @@ pub fn build(data: &DataDir, config: &EngineConfig, as_of: Option<i64>, show: bo
     let spinner = if show { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
     spinner.set_style(ProgressStyle::with_template("{spinner} training: {msg} ({elapsed})").expect("valid template"));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let embedder = match config.content.model.as_str() {
+        "" => None,
+        model => {
+            spinner.set_message(format!("loading the content model {model}"));
+            let loaded = funnel_vector::Embedder::load(std::path::Path::new(model))
+                .with_context(|| format!("content.model = {model}"))?;
+            Some(ContentModel { name: model.to_owned(), embedder: loaded })
+        }
+    };
     let reader = LogReader::new(data.log());
-    let report = train(&reader, &data.snapshots(), config, as_of, &mut |phase| spinner.set_message(phase.to_owned()));
+    let report = train_with_embedder(
+        &reader,
+        &data.snapshots(),
+        config,
+        as_of,
+        embedder.as_ref().map(|e| e as &dyn TextEmbedder),
+        &mut |phase| spinner.set_message(phase.to_owned()),
+    );
     spinner.finish_and_clear();
     Ok(report?)
+}
+
+/// The MiniLM embedder as the engine's content model.
+struct ContentModel {
+    name: String,
+    embedder: funnel_vector::Embedder,
+}
+
+impl TextEmbedder for ContentModel {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn embed(&self, texts: &[&str], progress: &mut dyn FnMut(usize)) -> Result<Vec<Vec<f32>>, String> {
+        self.embedder.embed_with_progress(texts, progress).map_err(|e| e.to_string())
+    }
 }

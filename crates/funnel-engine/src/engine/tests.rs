@@ -108,6 +108,7 @@ fn explain_traces_every_stage() {
         stages,
         [
             ("candidates", "cf"),
+            ("candidates", "content"),
             ("candidates", "popular"),
             ("rank", "score"),
             ("rules", "seen"),
@@ -117,7 +118,7 @@ fn explain_traces_every_stage() {
             ("explore", "none")
         ]
     );
-    let dedupe = &trace.stages[6];
+    let dedupe = trace.stages.iter().find(|s| s.component == "dedupe").unwrap();
     assert_eq!(dedupe.details["ids"][0], "f");
     assert!(engine.run(&request("home")).unwrap().trace.is_none());
 }
@@ -201,4 +202,68 @@ fn collaborative_filtering_personalises_and_folds_in_fresh_history() {
     // Without history: popular items only.
     let cold = engine.run(&Request { user: Some("stranger".into()), k: 2, ..request("home") }).unwrap();
     assert_eq!(ids(&cold), ["y1", "y2"]);
+}
+
+/// A toy embedder: words hashed into 1024 buckets (no collisions among these words).
+struct BagOfWords;
+
+impl crate::TextEmbedder for BagOfWords {
+    fn name(&self) -> String {
+        "bag-of-words".into()
+    }
+
+    fn embed(&self, texts: &[&str], progress: &mut dyn FnMut(usize)) -> Result<Vec<Vec<f32>>, String> {
+        let vectors = texts
+            .iter()
+            .map(|text| {
+                let mut v = vec![0f32; 1024];
+                for word in text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+                    let hash = word.bytes().fold(2166136261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16777619));
+                    v[hash as usize % 1024] += 1.0;
+                }
+                v
+            })
+            .collect();
+        progress(texts.len());
+        Ok(vectors)
+    }
+}
+
+#[test]
+fn content_vectors_bring_new_items_to_users_and_similar_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileLog::open(dir.path().join("log")).unwrap();
+    log.append(&[
+        item("rw", "Rust web framework", true, true),
+        item("ra", "Rust async runtime", true, true),
+        item("pd", "Python data science", true, true),
+        item("pm", "Python machine learning", true, true),
+        item("new", "Rust web server", true, true),
+    ])
+    .unwrap();
+    let mut events = vec![click("alice", "rw", 100)];
+    for u in 0..5 {
+        events.extend([click(&format!("p{u}"), "pd", 100), click(&format!("p{u}"), "pm", 100)]);
+    }
+    log.append(&events).unwrap();
+    let snapshots = SnapshotDir::new(dir.path().join("snapshots"));
+    let toml =
+        "[surfaces.home]\nsources = [{ name = \"content\" }]\n[surfaces.similar]\nsources = [{ name = \"content\" }]\n";
+    let config = EngineConfig::load(toml, []).unwrap();
+    let mut phases = Vec::new();
+    crate::train_with_embedder(&log.reader(), &snapshots, &config, None, Some(&BagOfWords), &mut |p| {
+        phases.push(p.to_owned())
+    })
+    .unwrap();
+    assert!(phases.iter().any(|p| p == "content vectors 5/5"), "{phases:?}");
+    let engine = Engine::open_latest(&snapshots, &config).unwrap();
+    let manifest = &engine.snapshot().manifest;
+    assert_eq!(manifest.content_model.as_deref(), Some("bag-of-words (exact search over 5 items)"));
+
+    let home = engine.run(&Request { user: Some("alice".into()), k: 1, ..request("home") }).unwrap();
+    assert_eq!(ids(&home), ["new"], "the never-clicked item shares alice's item's words");
+    let similar = engine.run(&Request { item: Some("rw".into()), k: 2, ..request("similar") }).unwrap();
+    assert_eq!(ids(&similar)[0], "new");
+    // A user without history has no profile: the content source proposes nothing.
+    assert!(engine.run(&Request { user: Some("nobody".into()), ..request("home") }).unwrap().items.is_empty());
 }
