@@ -1,18 +1,25 @@
 //! The collaborative-filtering model of a snapshot: trained by `train` on positive
 //! interactions, over the items that have any (a dense index apart from the catalog's),
 //! and scored from a user's history at request time so that events since training count.
+//! Vector models (ALS, two-tower) answer through a nearest-neighbour index over the item factors
+//! (maximum inner product), so a request does not score every item of a large catalog.
 
-use funnel_models::{Als, AlsConfig, Ease, EaseConfig, Interactions, ItemKnn, ItemKnnConfig, Recommender};
+use funnel_ann::{HnswParams, Metric, VectorIndex};
+use funnel_models::{
+    Als, AlsConfig, Ease, EaseConfig, Interactions, ItemKnn, ItemKnnConfig, Recommender, TwoTower, TwoTowerConfig,
+};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainConfig;
+use crate::content::ContentIndex;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum CfModel {
     ItemKnn(ItemKnn),
     Ease(Ease),
     Als(Als),
+    TwoTower(Box<TwoTower>),
 }
 
 impl CfModel {
@@ -21,6 +28,7 @@ impl CfModel {
             Self::ItemKnn(m) => m,
             Self::Ease(m) => m,
             Self::Als(m) => m,
+            Self::TwoTower(m) => m.as_ref(),
         }
     }
 }
@@ -30,6 +38,11 @@ pub struct Collaborative {
     model: CfModel,
     /// CF index → catalog index.
     items: Vec<u32>,
+    /// Item factors of a factor model, for top-k by inner product.
+    #[serde(default)]
+    ann: Option<VectorIndex>,
+    #[serde(default)]
+    ef_search: usize,
     #[serde(skip)]
     index: FxHashMap<u32, u32>,
 }
@@ -42,6 +55,7 @@ fn choose(config: &TrainConfig, n_items: usize) -> Option<&'static str> {
         "auto" => Some("item-knn"),
         "ease" => Some("ease"),
         "als" => Some("als"),
+        "two-tower" => Some("two-tower"),
         _ => Some("item-knn"),
     }
 }
@@ -49,8 +63,15 @@ fn choose(config: &TrainConfig, n_items: usize) -> Option<&'static str> {
 impl Collaborative {
     /// Trains on `(user, catalog item)` positives; `None` when there are none or the
     /// configuration says `none`.
-    pub fn train(positives: &[(u32, u32)], n_users: u32, config: &TrainConfig, seed: u64) -> Option<Self> {
-        let mut items: Vec<u32> = positives.iter().map(|&(_, item)| item).collect();
+    /// `content` (catalog item → vector), when given, feeds the two-tower item tower.
+    pub fn train(
+        positives: &[(u32, u32, f32)],
+        n_users: u32,
+        config: &TrainConfig,
+        content: Option<&ContentIndex>,
+        seed: u64,
+    ) -> Option<Self> {
+        let mut items: Vec<u32> = positives.iter().map(|&(_, item, _)| item).collect();
         items.sort_unstable();
         items.dedup();
         let kind = choose(config, items.len())?;
@@ -58,23 +79,57 @@ impl Collaborative {
             return None;
         }
         let index: FxHashMap<u32, u32> = items.iter().enumerate().map(|(cf, &item)| (item, cf as u32)).collect();
-        let triples = positives.iter().map(|&(user, item)| (user, index[&item], 1.0));
+        let triples = positives.iter().map(|&(user, item, weight)| (user, index[&item], weight));
         let data = Interactions::from_triples(n_users, items.len() as u32, triples);
         let mut model = match kind {
             "ease" => CfModel::Ease(Ease::new(EaseConfig { max_items: usize::MAX, ..EaseConfig::default() })),
-            "als" => CfModel::Als(Als::new(AlsConfig::default())),
+            "als" => CfModel::Als(Als::new(AlsConfig {
+                factors: config.als_factors,
+                iterations: config.als_iterations,
+                use_values: true,
+                ..AlsConfig::default()
+            })),
+            "two-tower" => {
+                let model = TwoTower::new(TwoTowerConfig::default());
+                CfModel::TwoTower(Box::new(match content.and_then(|c| c.vector(0).map(<[f32]>::len)) {
+                    Some(width) => {
+                        let rows: Vec<f32> = items
+                            .iter()
+                            .flat_map(|&item| content.and_then(|c| c.vector(item)).unwrap_or(&[]).to_vec())
+                            .collect();
+                        if rows.len() == items.len() * width {
+                            model.with_item_features(items.len(), width, rows)
+                        } else {
+                            model
+                        }
+                    }
+                    None => model,
+                }))
+            }
             _ => CfModel::ItemKnn(ItemKnn::new(ItemKnnConfig::default())),
         };
         let fitted = match &mut model {
             CfModel::ItemKnn(m) => m.fit(&data, seed),
             CfModel::Ease(m) => m.fit(&data, seed),
             CfModel::Als(m) => m.fit(&data, seed),
+            CfModel::TwoTower(m) => m.fit(&data, seed),
         };
         if let Err(error) = fitted {
             tracing::warn!(%error, "collaborative filtering not trained");
             return None;
         }
-        Some(Self { model, items, index })
+        let vectors = match &model {
+            CfModel::Als(als) => Some((als.item_factors().to_vec(), als.config.factors)),
+            CfModel::TwoTower(tt) => Some((tt.item_vectors().to_vec(), tt.config.dim)),
+            _ => None,
+        };
+        let ann = vectors.and_then(|(data, dim)| {
+            let params = HnswParams { seed, ..HnswParams::default() };
+            VectorIndex::build(data, dim, Metric::Dot, params, config.cf_exact_below)
+                .map_err(|error| tracing::warn!(%error, "no index over the item vectors"))
+                .ok()
+        });
+        Some(Self { model, items, index, ann, ef_search: config.cf_ef_search })
     }
 
     pub(crate) fn rebuild_index(&mut self) {
@@ -87,6 +142,37 @@ impl Collaborative {
 
     pub fn n_items(&self) -> usize {
         self.items.len()
+    }
+
+    /// The `limit` best (catalog item, score) pairs for a history that pass `keep`, best
+    /// first; `None` when no history item is known to the model.
+    pub fn top(&self, history: &[u32], limit: usize, keep: &dyn Fn(u32) -> bool) -> Option<Vec<(u32, f32)>> {
+        let query = |known: &[u32]| match &self.model {
+            CfModel::Als(als) => Some(als.fold_in(known, &vec![1.0; known.len()])),
+            CfModel::TwoTower(tt) => Some(tt.user_vector(None, known)),
+            _ => None,
+        };
+        let (Some(ann), true) = (&self.ann, matches!(self.model, CfModel::Als(_) | CfModel::TwoTower(_))) else {
+            let mut scored = self.score(history)?;
+            scored.retain(|&(item, score)| score > 0.0 && keep(item));
+            let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+            if scored.len() > limit {
+                scored.select_nth_unstable_by(limit.max(1) - 1, order);
+                scored.truncate(limit);
+            }
+            scored.sort_unstable_by(order);
+            return Some(scored);
+        };
+        let known: Vec<u32> = history.iter().filter_map(|item| self.index.get(item).copied()).collect();
+        if known.is_empty() {
+            return None;
+        }
+        let user = query(&known)?;
+        // The user's own items come back too (they score high): ask for that many more.
+        let wanted = (limit + known.len()).min(self.items.len());
+        let found = ann.search(&user, wanted, self.ef_search.max(wanted)).ok()?;
+        let items = found.into_iter().map(|n| (self.items[n.id as usize], n.score));
+        Some(items.filter(|&(item, score)| score > 0.0 && keep(item)).take(limit).collect())
     }
 
     /// Scores for a history of catalog items: (catalog item, score) for every CF item,

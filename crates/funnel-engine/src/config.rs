@@ -73,9 +73,21 @@ pub struct TrainConfig {
     /// Ratings below this are not positive interactions.
     pub min_rating: f64,
     /// Collaborative filtering in the snapshot: `auto` (EASE up to `ease_max_items`
-    /// items with interactions, else item-kNN), `ease`, `item-knn`, `als` or `none`.
+    /// items with interactions, else item-kNN), `ease`, `item-knn`, `als`, `two-tower`
+    /// (its item tower reads the content vectors when there are any) or `none`.
     pub cf_model: String,
     pub ease_max_items: usize,
+    /// Watch time (seconds) that counts as one unit of a watch event's weight, on a log
+    /// scale: weight × log2(1 + seconds / unit).
+    pub watch_seconds_unit: f64,
+    /// Factor models (ALS) serve candidates from a nearest-neighbour index over item
+    /// factors: exact below this many items, HNSW from here on.
+    pub cf_exact_below: usize,
+    /// HNSW search breadth for CF candidates (raised to the number asked for).
+    pub cf_ef_search: usize,
+    /// ALS latent factors and training sweeps (when `cf_model = "als"`).
+    pub als_factors: usize,
+    pub als_iterations: usize,
     /// Seed of any randomised training.
     pub seed: u64,
 }
@@ -158,6 +170,11 @@ impl Default for TrainConfig {
             min_rating: 0.0,
             cf_model: "auto".into(),
             ease_max_items: 5000,
+            watch_seconds_unit: 30.0,
+            cf_exact_below: 50_000,
+            cf_ef_search: 200,
+            als_factors: 64,
+            als_iterations: 15,
             seed: 42,
         }
     }
@@ -200,7 +217,7 @@ impl Default for EngineConfig {
 
 /// Candidate sources the engine knows, and what a request must carry for each.
 pub(crate) const SOURCES: &[&str] = &["cf", "content", "popular", "bm25", "similar"];
-pub(crate) const CF_MODELS: &[&str] = &["auto", "ease", "item-knn", "als", "none"];
+pub(crate) const CF_MODELS: &[&str] = &["auto", "ease", "item-knn", "als", "two-tower", "none"];
 pub(crate) const RANKERS: &[&str] = &["score"];
 pub(crate) const RULES: &[&str] = &["seen", "available", "safe", "dedupe"];
 pub(crate) const EXPLORATION: &[&str] = &["none"];
@@ -240,6 +257,18 @@ impl EngineConfig {
             }
         }
         one_of("train.cf_model".into(), &t.cf_model, CF_MODELS)?;
+        if !(t.watch_seconds_unit > 0.0 && t.watch_seconds_unit.is_finite()) {
+            return Err(ConfigError::new("train.watch_seconds_unit", "must be a positive number of seconds"));
+        }
+        if t.cf_ef_search == 0 {
+            return Err(ConfigError::new("train.cf_ef_search", "must be ≥ 1"));
+        }
+        if !(1..=1024).contains(&t.als_factors) {
+            return Err(ConfigError::new("train.als_factors", "must be between 1 and 1024"));
+        }
+        if t.als_iterations == 0 {
+            return Err(ConfigError::new("train.als_iterations", "must be ≥ 1"));
+        }
         let s = &self.search;
         if !(s.k1 >= 0.0 && s.k1.is_finite()) {
             return Err(ConfigError::new("search.k1", "must be ≥ 0"));

@@ -29,14 +29,7 @@ impl CandidateSource for CollaborativeFiltering {
         let Some(cf) = &ctx.snapshot.cf else { return Vec::new() };
         let mut history: Vec<u32> = ctx.seen.iter().copied().collect();
         history.sort_unstable();
-        let Some(mut scored) = cf.score(&history) else { return Vec::new() };
-        scored.retain(|&(item, score)| score > 0.0 && ctx.eligible(item));
-        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        if scored.len() > limit {
-            scored.select_nth_unstable_by(limit - 1, order);
-            scored.truncate(limit);
-        }
-        scored.sort_unstable_by(order);
+        let Some(scored) = cf.top(&history, limit, &|item| ctx.eligible(item)) else { return Vec::new() };
         scored.into_iter().map(|(item, score)| Candidate::new(item, self.name(), score)).collect()
     }
 }

@@ -51,7 +51,8 @@ struct Interaction {
     user: u32,
     item: u32,
     kind: EventKind,
-    value: f32,
+    /// Rating, watch seconds or revenue, when the event carries one.
+    value: Option<f32>,
     timestamp: Timestamp,
 }
 
@@ -106,7 +107,7 @@ impl Gathered {
                     user,
                     item,
                     kind: event.kind,
-                    value: event.value.unwrap_or(1.0) as f32,
+                    value: event.value.map(|v| v as f32),
                     timestamp: event.timestamp,
                 });
             }
@@ -149,15 +150,6 @@ pub fn train_with_embedder(
     phases.start("popularity and histories");
     let popularity = popularity(&gathered, &config.train, as_of);
     let histories = histories(&gathered, as_of);
-    phases.start("collaborative filtering");
-    let cf = Collaborative::train(
-        &positives(&gathered, &config.train, as_of),
-        gathered.user_ids.len() as u32,
-        &config.train,
-        config.train.seed,
-    );
-    phases.start("text index");
-    let text = build_text_index(&gathered.items, &config.search);
     let content = match embedder {
         Some(embedder) => {
             phases.start("content vectors");
@@ -172,6 +164,16 @@ pub fn train_with_embedder(
         }
         None => None,
     };
+    phases.start("collaborative filtering");
+    let cf = Collaborative::train(
+        &positives(&gathered, &config.train, as_of),
+        gathered.user_ids.len() as u32,
+        &config.train,
+        content.as_ref(),
+        config.train.seed,
+    );
+    phases.start("text index");
+    let text = build_text_index(&gathered.items, &config.search);
     phases.start("catalog");
     let catalog = Catalog::from_items(&gathered.items);
     drop(gathered.items);
@@ -216,9 +218,9 @@ pub fn train_with_embedder(
 }
 
 /// Weight of one interaction as a positive signal; 0 for none.
-fn positive_weight(config: &TrainConfig, kind: EventKind, value: f32) -> f64 {
+fn positive_weight(config: &TrainConfig, kind: EventKind, value: Option<f32>) -> f64 {
     let weight = config.event_weights.get(kind.as_str()).copied().unwrap_or(0.0);
-    if kind == EventKind::Rating && f64::from(value) < config.min_rating {
+    if kind == EventKind::Rating && value.is_some_and(|v| f64::from(v) < config.min_rating) {
         return 0.0;
     }
     weight
@@ -240,18 +242,32 @@ fn popularity(gathered: &Gathered, config: &TrainConfig, as_of: Timestamp) -> Po
     Popularity { scores: scores.into_iter().map(|s| s as f32).collect(), order }
 }
 
-/// Distinct (user, item) pairs with a positive weight up to `as_of`: what collaborative
-/// filtering learns from.
-fn positives(gathered: &Gathered, config: &TrainConfig, as_of: Timestamp) -> Vec<(u32, u32)> {
-    let mut pairs: Vec<(u32, u32)> = gathered
+/// (user, item, weight) per distinct pair with a positive weight up to `as_of`, the
+/// weights of its events summed: what collaborative filtering learns from. A watch
+/// with a duration counts its weight times log2(1 + seconds / `watch_seconds_unit`),
+/// so a long watch counts more than a short one.
+fn positives(gathered: &Gathered, config: &TrainConfig, as_of: Timestamp) -> Vec<(u32, u32, f32)> {
+    let mut triples: Vec<(u32, u32, f32)> = gathered
         .interactions
         .iter()
-        .filter(|e| e.timestamp <= as_of && positive_weight(config, e.kind, e.value) > 0.0)
-        .map(|e| (e.user, e.item))
+        .filter(|e| e.timestamp <= as_of)
+        .filter_map(|e| {
+            let mut weight = positive_weight(config, e.kind, e.value);
+            if let (EventKind::Watch, Some(seconds)) = (e.kind, e.value) {
+                weight *= (1.0 + f64::from(seconds.max(0.0)) / config.watch_seconds_unit).log2();
+            }
+            (weight > 0.0).then_some((e.user, e.item, weight as f32))
+        })
         .collect();
-    pairs.sort_unstable();
-    pairs.dedup();
-    pairs
+    triples.sort_unstable_by_key(|&(user, item, _)| (user, item));
+    triples.dedup_by(|later, kept| {
+        let same = (later.0, later.1) == (kept.0, kept.1);
+        if same {
+            kept.2 += later.2;
+        }
+        same
+    });
+    triples
 }
 
 /// Items each user has interacted with in any way but an impression ("seen").
@@ -292,4 +308,47 @@ fn item_text<'a>(item: &'a Item, config: &SearchConfig) -> DocText<'a> {
         }
     }
     DocText { fields }
+}
+
+#[cfg(test)]
+mod tests {
+    use funnel_core::{Event, EventContext};
+
+    use super::*;
+
+    #[test]
+    fn positives_sum_event_weights_and_scale_watches_by_duration() {
+        let mut gathered = Gathered::default();
+        let events = [
+            ("a", EventKind::Click, None),
+            ("a", EventKind::Click, None),
+            ("b", EventKind::Watch, Some(300.0)),
+            ("c", EventKind::Watch, Some(3.0)),
+            ("d", EventKind::Rating, Some(2.0)),
+            ("e", EventKind::Impression, None),
+            ("f", EventKind::Watch, None),
+        ];
+        for (item, kind, value) in events {
+            let event = Event {
+                user: "u".into(),
+                item: item.into(),
+                kind,
+                value,
+                timestamp: 10,
+                context: EventContext::default(),
+            };
+            gathered.record(Record::Event(event));
+        }
+        let config = TrainConfig { min_rating: 3.0, ..TrainConfig::default() };
+        let weights: HashMap<String, f32> = positives(&gathered, &config, 10)
+            .into_iter()
+            .map(|(_, item, w)| (gathered.items[item as usize].id.clone(), w))
+            .collect();
+        assert_eq!(weights["a"], 2.0, "two clicks");
+        assert!((weights["b"] - 2.0 * 11f32.log2()).abs() < 1e-5, "a 5-minute watch: {}", weights["b"]);
+        assert!(weights["c"] < weights["a"] / 2.0, "a 3-second watch counts less than a click");
+        assert_eq!(weights["f"], 2.0, "a watch without a duration counts its weight");
+        assert!(!weights.contains_key("d") && !weights.contains_key("e"), "low rating and impression: {weights:?}");
+        assert!(positives(&gathered, &config, 9).is_empty(), "nothing before as_of");
+    }
 }

@@ -1,5 +1,5 @@
 //! Recommendation models over a user × item interaction matrix (popularity, item-kNN,
-//! EASE, implicit ALS, BPR), behind one trait so that
+//! EASE, implicit ALS, BPR, a two-tower network), behind one trait so that
 //! the engine serves them and `funnel eval recs` compares them the same way.
 //!
 //! Models see only interned indices; ids, files and snapshots are the callers' business.
@@ -11,6 +11,7 @@ mod interactions;
 mod knn;
 mod linalg;
 mod popularity;
+mod two_tower;
 
 pub use als::{Als, AlsConfig};
 pub use bpr::{Bpr, BprConfig};
@@ -18,6 +19,7 @@ pub use ease::{Ease, EaseConfig};
 pub use interactions::Interactions;
 pub use knn::{ItemKnn, ItemKnnConfig};
 pub use popularity::{MostPopular, RandomScores};
+pub use two_tower::{TwoTower, TwoTowerConfig};
 
 /// A model that scores every item for a user.
 pub trait Recommender: Send + Sync {
@@ -48,7 +50,7 @@ pub enum ModelError {
 }
 
 /// Models by name, as `--models` lists them.
-pub const MODELS: &[&str] = &["pop", "random", "item-knn", "ease", "als", "bpr"];
+pub const MODELS: &[&str] = &["pop", "random", "item-knn", "ease", "als", "bpr", "two-tower"];
 
 pub fn by_name(name: &str) -> Result<Box<dyn Recommender>, ModelError> {
     match name {
@@ -58,6 +60,7 @@ pub fn by_name(name: &str) -> Result<Box<dyn Recommender>, ModelError> {
         "ease" => Ok(Box::new(Ease::new(EaseConfig::default()))),
         "als" => Ok(Box::new(Als::new(AlsConfig::default()))),
         "bpr" => Ok(Box::new(Bpr::new(BprConfig::default()))),
+        "two-tower" => Ok(Box::new(TwoTower::new(TwoTowerConfig::default()))),
         other => Err(ModelError::Unknown { name: other.to_owned(), available: MODELS.join(", ") }),
     }
 }

@@ -267,3 +267,39 @@ fn content_vectors_bring_new_items_to_users_and_similar_requests() {
     // A user without history has no profile: the content source proposes nothing.
     assert!(engine.run(&Request { user: Some("nobody".into()), ..request("home") }).unwrap().items.is_empty());
 }
+
+#[test]
+fn als_candidates_come_from_the_factor_index() {
+    // Two taste groups as above; ALS with its item factors in an HNSW graph (forced by
+    // cf_exact_below = 0). A fan of x1 gets the rest of group x.
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileLog::open(dir.path().join("log")).unwrap();
+    let mut events = Vec::new();
+    for (group, users) in [("x", 8), ("y", 12)] {
+        for u in 0..users {
+            for i in 1..=3 {
+                events.push(click(&format!("{group}-fan{u}"), &format!("{group}{i}"), 100));
+            }
+        }
+    }
+    events.push(click("newcomer", "x1", 100));
+    log.append(&events).unwrap();
+    let snapshots = SnapshotDir::new(dir.path().join("snapshots"));
+    let toml = "[train]\ncf_model = \"als\"\ncf_exact_below = 0\n[surfaces.home]\nsources = [{ name = \"cf\" }]\n";
+    let config = EngineConfig::load(toml, []).unwrap();
+    train(&log.reader(), &snapshots, &config, None, &mut |_| {}).unwrap();
+    let engine = Engine::open_latest(&snapshots, &config).unwrap();
+    let response = engine.run(&Request { user: Some("newcomer".into()), k: 2, ..request("home") }).unwrap();
+    let mut got = ids(&response);
+    got.sort();
+    assert_eq!(got, ["x2", "x3"]);
+
+    // The two-tower model serves through the same path.
+    let toml = toml.replace("\"als\"", "\"two-tower\"");
+    let config = EngineConfig::load(&toml, []).unwrap();
+    train(&log.reader(), &snapshots, &config, None, &mut |_| {}).unwrap();
+    let engine = Engine::open_latest(&snapshots, &config).unwrap();
+    assert!(engine.snapshot().manifest.cf_model.as_deref().is_some_and(|m| m.starts_with("two-tower")));
+    let response = engine.run(&Request { user: Some("newcomer".into()), k: 2, ..request("home") }).unwrap();
+    assert_eq!(response.items.len(), 2, "{response:?}");
+}
