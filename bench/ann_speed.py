@@ -5,8 +5,8 @@ Vectors: all-MiniLM-L6-v2 embeddings (computed by `funnel embed`, cached in benc
 of a seeded sample of the package corpus: 100,000 base documents and 1,000 other
 documents as queries. Ground truth: exact top-10 by cosine (numpy). Both indexes use
 M=16, ef_construction=200, cosine; queries run one at a time on one thread, sweeping ef.
-Reported: recall@10 and queries per second per ef, and the QPS ratio at the smallest ef
-where each reaches recall@10 >= 0.95.
+Reported: recall@10 and queries per second per ef; the QPS ratio at the smallest ef where
+each reaches recall@10 >= 0.95, and at recall@10 = 0.95 exactly (interpolated).
 
 Usage: python3 bench/ann_speed.py [--n 100000] [--queries 1000] [--build-threads 2]
 Writes bench/results/ann_speed.json.
@@ -81,6 +81,16 @@ def best_qps(sweep, floor=0.95):
     return None
 
 
+def qps_at(sweep, floor=0.95):
+    """QPS at exactly recall@10 = floor, interpolated linearly between the two sweep
+    points around it, so that neither side gains from where the ef grid happens to fall."""
+    for lo, hi in zip(sweep, sweep[1:]):
+        if lo["recall_at_10"] < floor <= hi["recall_at_10"]:
+            t = (floor - lo["recall_at_10"]) / (hi["recall_at_10"] - lo["recall_at_10"])
+            return lo["qps"] + t * (hi["qps"] - lo["qps"])
+    return sweep[0]["qps"] if sweep and sweep[0]["recall_at_10"] >= floor else None
+
+
 def run(args, path):
     import numpy as np
 
@@ -108,6 +118,11 @@ def run(args, path):
             "hnswlib": theirs,
             "qps_ratio": ours["qps"] / theirs["qps"] if ours and theirs else None,
         },
+        "interpolated_qps_at_recall_0.95": {
+            "funnel": qps_at(funnel["sweep"]),
+            "hnswlib": qps_at(peer["sweep"]),
+            "ratio": qps_at(funnel["sweep"]) / qps_at(peer["sweep"]) if qps_at(peer["sweep"]) else None,
+        },
         "build_time_ratio": funnel["build_seconds"] / peer["build_seconds"],
     }
     for name, sweep in (("funnel", funnel["sweep"]), ("hnswlib", peer["sweep"])):
@@ -117,6 +132,7 @@ def run(args, path):
     print(f"build: funnel {funnel['build_seconds']:.1f} s, hnswlib {peer['build_seconds']:.1f} s "
           f"({args.build_threads} threads)")
     print(json.dumps(result["at_recall_0.95"]))
+    print(json.dumps(result["interpolated_qps_at_recall_0.95"]))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=2)

@@ -303,9 +303,20 @@ impl Hnsw {
             if best.len() >= ef && best.peek().is_some_and(|worst| current.0 > worst.0) {
                 break;
             }
+            // Unvisited neighbours first, then their distances, touching the next vector
+            // ahead of each dot product so that its memory is on the way (a software
+            // prefetch without `unsafe`).
+            let mut fresh = [0u32; 512];
+            let mut n_fresh = 0;
             for &id in self.links(current.1, level) {
-                if !visited.insert(id) {
-                    continue;
+                if visited.insert(id) && n_fresh < fresh.len() {
+                    fresh[n_fresh] = id;
+                    n_fresh += 1;
+                }
+            }
+            for (i, &id) in fresh[..n_fresh].iter().enumerate() {
+                if let Some(&next) = fresh[..n_fresh].get(i + 1) {
+                    std::hint::black_box(self.data[next as usize * self.dim]);
                 }
                 let d = self.distance(simd, query, id);
                 if best.len() < ef || best.peek().is_some_and(|worst| d < worst.0) {
