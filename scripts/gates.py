@@ -21,10 +21,12 @@ import time
 RESULTS = {"passed": 0, "failed": 0}
 
 
-def run(binary, data_dir, *args):
-    """Runs funnel; returns (stdout, seconds, peak RSS in MiB). Raises on a non-zero exit."""
+def run(binary, data_dir, *args, env=None):
+    """Runs funnel (with extra environment `env`); returns (stdout, seconds, peak RSS in
+    MiB). Raises on a non-zero exit."""
     started = time.monotonic()
-    proc = subprocess.Popen([binary, "--data-dir", data_dir, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([binary, "--data-dir", data_dir, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, **(env or {})))
     streams = {}
     readers = [
         threading.Thread(target=lambda: streams.__setitem__("out", proc.stdout.read())),
@@ -155,6 +157,31 @@ def embedding_gate(binary, shared, work):
           len(ours) == len(fixture["vectors"]) and min(cosines) >= 0.999)
 
 
+def content_gate(binary, shared, work):
+    """Content vectors (MiniLM over each movie's title and genres, built by `funnel train`):
+    nearest items by text, and a new item with no events reachable through them."""
+    data = os.path.join(work, "content")
+    base = os.path.join(shared, "data/movielens/ml-100k")
+    env = {"FUNNEL__CONTENT__MODEL": os.path.join(shared, "models/all-MiniLM-L6-v2"),
+           "FUNNEL__SURFACES__SIMILAR__SOURCES": '[{name="content"}]'}
+    run(binary, data, "import", "items", f"{base}/u.item", "--format", "movielens", "--json")
+    run(binary, data, "import", "events", f"{base}/u1.base", "--format", "movielens", "--json")
+    new_item = os.path.join(work, "new-item.jsonl")
+    with open(new_item, "w") as f:
+        f.write(json.dumps({"id": "new-sw", "title": "Star Wars: Episode I - The Phantom Menace (1999)",
+                            "categories": ["Action", "Adventure", "Sci-Fi"]}) + "\n")
+    run(binary, data, "import", "items", new_item, "--json")
+    run(binary, data, "train", "--json", env=env)
+    out, *_ = run(binary, data, "similar", "50", "--k", "4", "--json", env=env)
+    top = [item["id"] for item in json.loads(out)["items"]]
+    check("content: Star Wars (1977)'s 4 nearest items by text include its two sequels", {"181", "172"} <= set(top),
+          f"top 4: {top}")
+    out, *_ = run(binary, data, "similar", "new-sw", "--k", "5", "--json", env=env)
+    top = [item["id"] for item in json.loads(out)["items"]]
+    check("content: an item with no events has Star Wars films as neighbours", {"50", "181", "172"} & set(top) != set(),
+          f"top 5: {top}")
+
+
 def eval_search_gate(binary, shared, work):
     for name, floor in thresholds()["search_bm25_ndcg@10"].items():
         out, *_ = run(binary, work, "eval", "search", "--beir", os.path.join(shared, "data/ir", name, "beir"), "--json")
@@ -174,7 +201,7 @@ def main():
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="funnel-gates-")
     try:
-        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, embedding_gate, eval_search_gate, eval_ltr_gate, corpus_gate):
+        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, embedding_gate, content_gate, eval_search_gate, eval_ltr_gate, corpus_gate):
             try:
                 gate(args.bin, args.shared, work)
             except Exception as error:  # a crash of one gate is a failure, not a skip

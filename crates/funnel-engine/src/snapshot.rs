@@ -15,7 +15,9 @@ use crate::cf::Collaborative;
 use crate::content::ContentIndex;
 use crate::{Catalog, EngineError, SearchConfig, TrainConfig};
 
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped whenever a part's encoding changes (postcard is not self-describing, so an old
+/// file cannot be read by new code). 2: CF with an ANN index, content vectors.
+pub const FORMAT_VERSION: u32 = 2;
 const MANIFEST: &str = "manifest.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,6 +164,15 @@ impl Snapshot {
             return Err(snapshot_error(
                 &path,
                 format!("format version {found} is newer than this build reads ({FORMAT_VERSION}); upgrade Funnel"),
+            ));
+        }
+        if found < u64::from(FORMAT_VERSION) {
+            return Err(snapshot_error(
+                &path,
+                format!(
+                    "format version {found} was written by an older Funnel (this build reads {FORMAT_VERSION}); \
+                     run `funnel train` to rebuild it"
+                ),
             ));
         }
         let manifest: Manifest = serde_json::from_value(version).map_err(|e| snapshot_error(&path, e.to_string()))?;
