@@ -56,8 +56,7 @@ impl Als {
         let f = self.config.factors;
         let mut x = vec![0f32; f];
         let rows = Rows { items, weights, others: &self.item_factors };
-        let steps = f.max(self.config.cg_steps);
-        pulp::Arch::new().dispatch(|| solve_row(&self.item_gram, &rows, &mut x, f, self.config.alpha, steps));
+        solve_row(&self.item_gram, &rows, &mut x, f, self.config.alpha, f.max(self.config.cg_steps));
         x
     }
 
@@ -73,10 +72,7 @@ struct Rows<'a> {
     others: &'a [f32],
 }
 
-/// A few CG steps on one row's normal equations, starting from `x`. Inlined into a
-/// `pulp` dispatch so that its loops are compiled for the CPU's widest SIMD (AVX2 + FMA
-/// where present) while the crate stays portable and free of `unsafe`.
-#[inline(always)]
+/// A few CG steps on one row's normal equations, starting from `x`.
 fn solve_row(yty: &[f32], rows: &Rows<'_>, x: &mut [f32], f: usize, alpha: f32, steps: usize) {
     let factor = |i: u32| &rows.others[i as usize * f..(i as usize + 1) * f];
     // r = b − A x = Σ cᵢ yᵢ − YtY x − Σ (cᵢ − 1)(yᵢ·x) yᵢ
@@ -115,10 +111,9 @@ fn solve_row(yty: &[f32], rows: &Rows<'_>, x: &mut [f32], f: usize, alpha: f32, 
 fn solve_all(target: &mut [f32], others: &[f32], data: &Interactions, weights: &[Vec<f32>], config: &AlsConfig) {
     let f = config.factors;
     let yty = gram(others, f, config.regularization);
-    let arch = pulp::Arch::new();
     target.par_chunks_mut(f).enumerate().for_each(|(row, x)| {
         let rows = Rows { items: data.items_of(row as u32), weights: &weights[row], others };
-        arch.dispatch(|| solve_row(&yty, &rows, x, f, config.alpha, config.cg_steps));
+        solve_row(&yty, &rows, x, f, config.alpha, config.cg_steps);
     });
 }
 

@@ -2,7 +2,7 @@
 //! vectorises them (plain loops over equal-length slices).
 
 /// a · b
-#[inline(always)]
+#[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     // Four partial sums break the dependency chain and let LLVM use SIMD lanes.
@@ -21,7 +21,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// y += alpha · x
-#[inline(always)]
+#[inline]
 pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     debug_assert_eq!(x.len(), y.len());
     for (yi, xi) in y.iter_mut().zip(x) {
@@ -30,7 +30,7 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
 }
 
 /// out = G · x for a symmetric f × f matrix G stored row-major.
-#[inline(always)]
+#[inline]
 pub fn symv(g: &[f32], x: &[f32], out: &mut [f32]) {
     let f = x.len();
     for (row, o) in g.chunks_exact(f).zip(out.iter_mut()) {
