@@ -9,8 +9,9 @@
 //! Construction is parallel **and deterministic**: nodes are inserted in batches; within
 //! a batch every node searches the graph as it was before the batch (in parallel), also
 //! considers the earlier nodes of its own batch, and then the back-links are merged per
-//! target node (in parallel, each target independently). The result depends on the seed
-//! and the data only, never on the number of threads.
+//! target node (in parallel, each target independently). The result depends on the seed,
+//! the data and the CPU's SIMD width (which changes float summation order), never on the
+//! number of threads.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -291,8 +292,9 @@ impl Hnsw {
         visited: &mut Visited,
     ) -> Vec<Scored> {
         visited.reset();
-        let mut frontier: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(ef * 4);
-        let mut best: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef + 1);
+        let cap = ef.min(self.len()) + 1;
+        let mut frontier: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(cap);
+        let mut best: BinaryHeap<Scored> = BinaryHeap::with_capacity(cap);
         for &entry in entries {
             if visited.insert(entry.1) {
                 frontier.push(Reverse(entry));
@@ -369,6 +371,8 @@ impl Hnsw {
                 }
             }
             found.sort_unstable();
+            // An earlier batch node may also have come back from the search.
+            found.dedup_by_key(|s| s.1);
             found.truncate(self.params.ef_construction);
             plan[level] = self.select(simd, &found, self.capacity(level));
             entries = found;

@@ -77,7 +77,7 @@ pub fn read(path: &Path) -> Result<Matrix, AnnError> {
         .collect::<Result<_, _>>()?;
     let [rows, cols] = dims[..] else { return Err(bad("the array is not two-dimensional")) };
     let body = &bytes[10 + header_len..];
-    if body.len() != rows * cols * 4 {
+    if rows.checked_mul(cols).and_then(|n| n.checked_mul(4)) != Some(body.len()) {
         return Err(bad("the data length does not match the shape"));
     }
     let data = body.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();

@@ -260,8 +260,8 @@ impl EngineConfig {
         if !(t.watch_seconds_unit > 0.0 && t.watch_seconds_unit.is_finite()) {
             return Err(ConfigError::new("train.watch_seconds_unit", "must be a positive number of seconds"));
         }
-        if t.cf_ef_search == 0 {
-            return Err(ConfigError::new("train.cf_ef_search", "must be ≥ 1"));
+        if !(1..=100_000).contains(&t.cf_ef_search) {
+            return Err(ConfigError::new("train.cf_ef_search", "must be between 1 and 100000"));
         }
         if !(1..=1024).contains(&t.als_factors) {
             return Err(ConfigError::new("train.als_factors", "must be between 1 and 1024"));
@@ -283,9 +283,11 @@ impl EngineConfig {
         if c.hnsw_m < 2 || c.hnsw_m > 200 {
             return Err(ConfigError::new("content.hnsw_m", "must be between 2 and 200"));
         }
-        if c.ef_construction == 0 || c.ef_search == 0 {
-            let key = if c.ef_search == 0 { "content.ef_search" } else { "content.ef_construction" };
-            return Err(ConfigError::new(key, "must be ≥ 1"));
+        if !(1..=100_000).contains(&c.ef_construction) {
+            return Err(ConfigError::new("content.ef_construction", "must be between 1 and 100000"));
+        }
+        if !(1..=100_000).contains(&c.ef_search) {
+            return Err(ConfigError::new("content.ef_search", "must be between 1 and 100000"));
         }
         self.surfaces.iter().try_for_each(|(name, surface)| surface.validate(name))
     }

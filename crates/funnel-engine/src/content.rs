@@ -26,7 +26,9 @@ const MAX_TEXT_CHARS: usize = 2000;
 pub fn content_text(item: &Item) -> String {
     let mut parts: Vec<&str> = vec![item.title.as_str()];
     parts.extend(item.categories.iter().chain(&item.tags).map(String::as_str));
-    parts.extend(item.fields.values().map(String::as_str).filter(|t| !t.starts_with("http")));
+    parts.extend(
+        item.fields.values().map(String::as_str).filter(|t| !t.starts_with("http://") && !t.starts_with("https://")),
+    );
     let mut text = parts.into_iter().filter(|p| !p.trim().is_empty()).collect::<Vec<_>>().join(". ");
     if text.len() > MAX_TEXT_CHARS {
         let cut = (0..=MAX_TEXT_CHARS).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);

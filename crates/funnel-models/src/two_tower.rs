@@ -8,7 +8,8 @@
 //!   normalised. Id embeddings start at zero, so an item without interactions is placed
 //!   by its content alone.
 //! - **Loss**: in-batch sampled softmax over the batch's items with a temperature, with
-//!   the logQ correction for popular items being sampled as negatives more often.
+//!   the logQ correction for popular items being sampled as negatives more often; a
+//!   repeat of the row's own item elsewhere in the batch is masked, not a negative.
 //!
 //! Parameters are initialised from a seeded RNG (not candle's), so training is
 //! deterministic given the seed. Serving needs no candle: item vectors are computed once
@@ -148,6 +149,9 @@ struct Batch {
     history_rows: Tensor,
     history_weights: Tensor,
     log_q: Tensor,
+    /// −1e9 where column j's item equals row i's (j ≠ i): a repeated positive is not a
+    /// negative.
+    duplicates: Tensor,
 }
 
 impl TwoTower {
@@ -172,10 +176,12 @@ impl TwoTower {
         let dim = self.config.dim;
         let mut pooled = vec![0f32; dim];
         let known: Vec<u32> = items.iter().copied().filter(|&i| (i as usize) < self.history.rows).collect();
-        for &item in known.iter().rev().take(self.config.max_history) {
+        // Training pools a random sample of at most `max_history` items; the mean over the
+        // whole history is that sample mean's expectation.
+        for &item in &known {
             pooled.iter_mut().zip(self.history.row(item as usize)).for_each(|(p, h)| *p += h);
         }
-        let n = known.len().min(self.config.max_history).max(1) as f32;
+        let n = known.len().max(1) as f32;
         pooled.iter_mut().for_each(|p| *p /= n);
         if let Some(user) = user.filter(|&u| (u as usize) < self.user_ids.rows) {
             pooled.iter_mut().zip(self.user_ids.row(user as usize)).for_each(|(p, e)| *p += e);
@@ -274,6 +280,8 @@ impl TwoTower {
         let items: Vec<u32> = pairs.iter().map(|p| p.1).collect();
         let q: Vec<f32> = items.iter().map(|&i| log_q[i as usize]).collect();
         let n = pairs.len();
+        let duplicates: Vec<f32> =
+            (0..n * n).map(|k| if k / n != k % n && items[k / n] == items[k % n] { -1e9 } else { 0.0 }).collect();
         Ok(Batch {
             users: Tensor::from_vec(users, n, device)?,
             id_mask: Tensor::from_vec(mask, n, device)?,
@@ -282,6 +290,7 @@ impl TwoTower {
             history_weights: Tensor::from_vec(h_weights, h_items.len(), device)?,
             items: Tensor::from_vec(items, n, device)?,
             log_q: Tensor::from_vec(q, (1, n), device)?,
+            duplicates: Tensor::from_vec(duplicates, (n, n), device)?,
         })
     }
 
@@ -324,6 +333,7 @@ impl TwoTower {
                 let users = self.user_tower(&params, &batch, chunk.len())?;
                 let items = self.item_tower(&params, &batch.items, features.as_ref())?;
                 let logits = (users.matmul(&items.t()?)? / self.config.temperature)?.broadcast_sub(&batch.log_q)?;
+                let logits = (logits + &batch.duplicates)?;
                 let labels = Tensor::from_vec(labels_full[..chunk.len()].to_vec(), chunk.len(), &device)?;
                 let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
                 optimizer.backward_step(&loss)?;
