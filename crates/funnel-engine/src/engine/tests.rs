@@ -169,14 +169,13 @@ fn training_as_of_a_past_time_ignores_later_events() {
     assert_eq!(ids(&response), ["old"], "an item only clicked after as_of has no popularity yet");
 }
 
-#[test]
-fn collaborative_filtering_personalises_and_folds_in_fresh_history() {
-    // Group x: 6 users who each click x1, x2, x3. Group y: 12 users on y1, y2, y3
-    // (more popular). A fan of x1 must be offered x2 and x3 before the popular y items.
+/// A log with two taste groups: `x_fans` users who each click x1, x2, x3 and `y_fans`
+/// on y1, y2, y3; plus "newcomer", who clicked x1 only.
+fn taste_groups(x_fans: usize, y_fans: usize) -> (tempfile::TempDir, FileLog, SnapshotDir) {
     let dir = tempfile::tempdir().unwrap();
     let log = FileLog::open(dir.path().join("log")).unwrap();
     let mut events = Vec::new();
-    for (group, users) in [("x", 6), ("y", 12)] {
+    for (group, users) in [("x", x_fans), ("y", y_fans)] {
         for u in 0..users {
             for i in 1..=3 {
                 events.push(click(&format!("{group}-fan{u}"), &format!("{group}{i}"), 100));
@@ -186,6 +185,14 @@ fn collaborative_filtering_personalises_and_folds_in_fresh_history() {
     events.push(click("newcomer", "x1", 100));
     log.append(&events).unwrap();
     let snapshots = SnapshotDir::new(dir.path().join("snapshots"));
+    (dir, log, snapshots)
+}
+
+#[test]
+fn collaborative_filtering_personalises_and_folds_in_fresh_history() {
+    // Group x: 6 users who each click x1, x2, x3. Group y: 12 users on y1, y2, y3
+    // (more popular). A fan of x1 must be offered x2 and x3 before the popular y items.
+    let (_dir, log, snapshots) = taste_groups(6, 12);
     let config = EngineConfig::default();
     train(&log.reader(), &snapshots, &config, None, &mut |_| {}).unwrap();
     let engine = Engine::open_latest(&snapshots, &config).unwrap();
@@ -272,19 +279,7 @@ fn content_vectors_bring_new_items_to_users_and_similar_requests() {
 fn als_candidates_come_from_the_factor_index() {
     // Two taste groups as above; ALS with its item factors in an HNSW graph (forced by
     // cf_exact_below = 0). A fan of x1 gets the rest of group x.
-    let dir = tempfile::tempdir().unwrap();
-    let log = FileLog::open(dir.path().join("log")).unwrap();
-    let mut events = Vec::new();
-    for (group, users) in [("x", 8), ("y", 12)] {
-        for u in 0..users {
-            for i in 1..=3 {
-                events.push(click(&format!("{group}-fan{u}"), &format!("{group}{i}"), 100));
-            }
-        }
-    }
-    events.push(click("newcomer", "x1", 100));
-    log.append(&events).unwrap();
-    let snapshots = SnapshotDir::new(dir.path().join("snapshots"));
+    let (_dir, log, snapshots) = taste_groups(8, 12);
     let toml = "[train]\ncf_model = \"als\"\ncf_exact_below = 0\n[surfaces.home]\nsources = [{ name = \"cf\" }]\n";
     let config = EngineConfig::load(toml, []).unwrap();
     train(&log.reader(), &snapshots, &config, None, &mut |_| {}).unwrap();
