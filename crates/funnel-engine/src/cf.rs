@@ -152,7 +152,8 @@ impl Collaborative {
             CfModel::TwoTower(tt) => Some(tt.user_vector(None, known)),
             _ => None,
         };
-        let (Some(ann), true) = (&self.ann, matches!(self.model, CfModel::Als(_) | CfModel::TwoTower(_))) else {
+        // Only vector models (ALS, two-tower) have an index.
+        let Some(ann) = &self.ann else {
             let mut scored = self.score(history)?;
             scored.retain(|&(item, score)| score > 0.0 && keep(item));
             let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
