@@ -138,6 +138,33 @@ def eval_engine_gate(binary, shared, work):
              thresholds()["engine_ml100k_u1_home_ndcg@10"])
 
 
+def cold_start_gate(binary, shared, work):
+    """Users the snapshot has never seen (a seeded 20% of ml-100k's users, all their
+    ratings held out) but whose profile (age, gender, occupation) was imported: items
+    popular in their segments beat items popular overall."""
+    data = os.path.join(work, "cold-start")
+    base = os.path.join(shared, "data/movielens/ml-100k")
+    train, test = os.path.join(work, "cold-train.csv"), os.path.join(work, "cold-test.csv")
+    run(binary, work, "split", f"{base}/u.data", "--format", "movielens", "--method", "users", "--fraction", "0.2",
+        "--seed", "7", "--train", train, "--test", test)
+    run(binary, data, "import", "users", f"{base}/u.user", "--json")
+    run(binary, data, "import", "items", f"{base}/u.item", "--json")
+    run(binary, data, "import", "events", train, "--json")
+    env = {"FUNNEL__SURFACES__COLD-POPULAR__SOURCES": '[{name="popular", quota=100}]',
+           "FUNNEL__SURFACES__COLD-SEGMENT__SOURCES": '[{name="segment", quota=100}]'}
+    run(binary, data, "train", "--json", env=env)
+    ndcg = {}
+    for surface in ("cold-popular", "cold-segment", "home"):
+        out, *_ = run(binary, data, "eval", "engine", "--test", test, "--surface", surface, "--min-relevance", "4",
+                      "--json", env=env)
+        ndcg[surface] = json.loads(out)["metrics"]["ndcg@10"]
+    floors = thresholds()["cold_start_ml100k_users_ndcg@10"]
+    at_least("cold start: segment-popular ndcg@10 for unseen ml-100k users", ndcg["cold-segment"], floors["segment"])
+    at_least("cold start: home surface ndcg@10 for unseen ml-100k users", ndcg["home"], floors["home"])
+    check("cold start: segments beat overall popularity", ndcg["cold-segment"] > ndcg["cold-popular"],
+          f"{ndcg['cold-segment']:.4f} vs {ndcg['cold-popular']:.4f}")
+
+
 def embedding_gate(binary, shared, work):
     """MiniLM through candle equals sentence-transformers (fixture from
     scripts/reference/minilm.py) to cosine >= 0.999 on every sentence."""
@@ -201,7 +228,7 @@ def main():
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="funnel-gates-")
     try:
-        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, embedding_gate, content_gate, eval_search_gate, eval_ltr_gate, corpus_gate):
+        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, cold_start_gate, embedding_gate, content_gate, eval_search_gate, eval_ltr_gate, corpus_gate):
             try:
                 gate(args.bin, args.shared, work)
             except Exception as error:  # a crash of one gate is a failure, not a skip

@@ -47,6 +47,41 @@ pub struct Collaborative {
     index: FxHashMap<u32, u32>,
 }
 
+/// What the two-tower model learns from besides the interactions.
+#[derive(Default)]
+pub struct TowerFeatures<'a> {
+    /// Content vectors by catalog item.
+    pub content: Option<&'a ContentIndex>,
+    /// Category labels by catalog item, and how many labels there are.
+    pub item_labels: (Vec<Vec<u32>>, usize),
+    /// Segments by user index, and how many segments there are.
+    pub user_labels: (Vec<Vec<u32>>, usize),
+}
+
+/// An untrained two-tower model over the CF items (`items`: CF index → catalog index).
+fn two_tower(items: &[u32], features: &TowerFeatures<'_>) -> TwoTower {
+    let mut model = TwoTower::new(TwoTowerConfig::default());
+    if let Some(content) = features.content
+        && let Some(width) = content.vector(0).map(<[f32]>::len)
+    {
+        let rows: Vec<f32> = items.iter().flat_map(|&item| content.vector(item).unwrap_or(&[]).to_vec()).collect();
+        if rows.len() == items.len() * width {
+            model = model.with_item_features(items.len(), width, rows);
+        }
+    }
+    let (item_labels, n_item_labels) = &features.item_labels;
+    if *n_item_labels > 0 {
+        let per_item: Vec<Vec<u32>> =
+            items.iter().map(|&item| item_labels.get(item as usize).cloned().unwrap_or_default()).collect();
+        model = model.with_item_labels(*n_item_labels, &per_item);
+    }
+    let (user_labels, n_user_labels) = &features.user_labels;
+    if *n_user_labels > 0 {
+        model = model.with_user_labels(*n_user_labels, user_labels);
+    }
+    model
+}
+
 /// Which model `auto` picks: EASE while its dense item × item matrices stay small.
 fn choose(config: &TrainConfig, n_items: usize) -> Option<&'static str> {
     match config.cf_model.as_str() {
@@ -63,12 +98,12 @@ fn choose(config: &TrainConfig, n_items: usize) -> Option<&'static str> {
 impl Collaborative {
     /// Trains on `(user, catalog item)` positives; `None` when there are none or the
     /// configuration says `none`.
-    /// `content` (catalog item → vector), when given, feeds the two-tower item tower.
+    /// `features` feed the two-tower model: content vectors, item categories, user segments.
     pub fn train(
         positives: &[(u32, u32, f32)],
         n_users: u32,
         config: &TrainConfig,
-        content: Option<&ContentIndex>,
+        features: &TowerFeatures<'_>,
         seed: u64,
     ) -> Option<Self> {
         let mut items: Vec<u32> = positives.iter().map(|&(_, item, _)| item).collect();
@@ -89,23 +124,7 @@ impl Collaborative {
                 use_values: true,
                 ..AlsConfig::default()
             })),
-            "two-tower" => {
-                let model = TwoTower::new(TwoTowerConfig::default());
-                CfModel::TwoTower(Box::new(match content.and_then(|c| c.vector(0).map(<[f32]>::len)) {
-                    Some(width) => {
-                        let rows: Vec<f32> = items
-                            .iter()
-                            .flat_map(|&item| content.and_then(|c| c.vector(item)).unwrap_or(&[]).to_vec())
-                            .collect();
-                        if rows.len() == items.len() * width {
-                            model.with_item_features(items.len(), width, rows)
-                        } else {
-                            model
-                        }
-                    }
-                    None => model,
-                }))
-            }
+            "two-tower" => CfModel::TwoTower(Box::new(two_tower(&items, features))),
             _ => CfModel::ItemKnn(ItemKnn::new(ItemKnnConfig::default())),
         };
         let fitted = match &mut model {
@@ -144,12 +163,19 @@ impl Collaborative {
         self.items.len()
     }
 
-    /// The `limit` best (catalog item, score) pairs for a history that pass `keep`, best
-    /// first; `None` when no history item is known to the model.
-    pub fn top(&self, history: &[u32], limit: usize, keep: &dyn Fn(u32) -> bool) -> Option<Vec<(u32, f32)>> {
+    /// The `limit` best (catalog item, score) pairs for a history (and the user's
+    /// segments, which the two-tower model reads) that pass `keep`, best first; `None`
+    /// when no history item is known to the model.
+    pub fn top(
+        &self,
+        history: &[u32],
+        segments: &[u32],
+        limit: usize,
+        keep: &dyn Fn(u32) -> bool,
+    ) -> Option<Vec<(u32, f32)>> {
         let query = |known: &[u32]| match &self.model {
             CfModel::Als(als) => Some(als.fold_in(known, &vec![1.0; known.len()])),
-            CfModel::TwoTower(tt) => Some(tt.user_vector(None, known)),
+            CfModel::TwoTower(tt) => Some(tt.user_vector(None, known, Some(segments))),
             _ => None,
         };
         // Only vector models (ALS, two-tower) have an index.

@@ -28,6 +28,7 @@ pub struct EngineConfig {
     pub train: TrainConfig,
     pub search: SearchConfig,
     pub content: ContentConfig,
+    pub segments: SegmentConfig,
     pub surfaces: BTreeMap<String, SurfaceConfig>,
 }
 
@@ -58,6 +59,33 @@ impl Default for ContentConfig {
             hnsw_m: 16,
             ef_construction: 200,
             ef_search: 64,
+        }
+    }
+}
+
+/// Context-matched popularity (the `segment` source): users grouped by attribute value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SegmentConfig {
+    /// User attributes that form segments; empty: every attribute with a string, number
+    /// or true/false value.
+    pub attributes: Vec<String>,
+    /// Segments with fewer members are dropped (too few to say what they like).
+    pub min_users: u32,
+    /// Most popular items kept per segment.
+    pub items: usize,
+    /// Numeric attributes cut into ranges at these edges (`age = [18, 25]` gives `<18`,
+    /// `18-25`, `25+`); other numbers segment by exact value.
+    pub buckets: BTreeMap<String, Vec<f64>>,
+}
+
+impl Default for SegmentConfig {
+    fn default() -> Self {
+        Self {
+            attributes: Vec::new(),
+            min_users: 20,
+            items: 500,
+            buckets: [("age".to_owned(), vec![18.0, 25.0, 35.0, 45.0, 55.0, 65.0])].into(),
         }
     }
 }
@@ -202,7 +230,10 @@ fn surface(sources: &[(&str, usize, f32)]) -> SurfaceConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         let surfaces = [
-            ("home", surface(&[("cf", 500, 1.0), ("content", 200, 0.3), ("popular", 500, 0.2)])),
+            (
+                "home",
+                surface(&[("cf", 500, 1.0), ("content", 200, 0.3), ("segment", 200, 0.25), ("popular", 500, 0.2)]),
+            ),
             ("search", surface(&[("bm25", 1000, 1.0)])),
             ("similar", surface(&[("similar", 500, 1.0), ("content", 300, 1.0), ("popular", 100, 0.05)])),
         ];
@@ -210,13 +241,14 @@ impl Default for EngineConfig {
             train: TrainConfig::default(),
             search: SearchConfig::default(),
             content: ContentConfig::default(),
+            segments: SegmentConfig::default(),
             surfaces: surfaces.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         }
     }
 }
 
 /// Candidate sources the engine knows, and what a request must carry for each.
-pub(crate) const SOURCES: &[&str] = &["cf", "content", "popular", "bm25", "similar"];
+pub(crate) const SOURCES: &[&str] = &["cf", "content", "segment", "popular", "bm25", "similar"];
 pub(crate) const CF_MODELS: &[&str] = &["auto", "ease", "item-knn", "als", "two-tower", "none"];
 pub(crate) const RANKERS: &[&str] = &["score"];
 pub(crate) const RULES: &[&str] = &["seen", "available", "safe", "dedupe"];
@@ -289,6 +321,7 @@ impl EngineConfig {
         if !(1..=100_000).contains(&c.ef_search) {
             return Err(ConfigError::new("content.ef_search", "must be between 1 and 100000"));
         }
+        self.segments.validate()?;
         self.surfaces.iter().try_for_each(|(name, surface)| surface.validate(name))
     }
 }
@@ -298,6 +331,24 @@ fn one_of(key: String, value: &str, known: &[&str]) -> Result<(), ConfigError> {
         Ok(())
     } else {
         Err(ConfigError::new(key, format!("unknown `{value}` (one of: {})", known.join(", "))))
+    }
+}
+
+impl SegmentConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=100_000).contains(&self.items) {
+            return Err(ConfigError::new("segments.items", "must be between 1 and 100000"));
+        }
+        for (name, edges) in &self.buckets {
+            let increasing = edges.windows(2).all(|w| w[0] < w[1]);
+            if edges.is_empty() || !increasing || edges.iter().any(|e| !e.is_finite()) {
+                return Err(ConfigError::new(
+                    format!("segments.buckets.{name}"),
+                    "needs one or more finite edges in increasing order",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -405,5 +456,7 @@ mod tests {
         assert_eq!(err.key, "train.event_weights.teleport");
         let err = load("[search\n", &[]).unwrap_err();
         assert!(err.key.contains("byte"), "{err}");
+        let err = load("[segments.buckets]\nage = [30, 20]\n", &[]).unwrap_err();
+        assert_eq!(err.key, "segments.buckets.age");
     }
 }

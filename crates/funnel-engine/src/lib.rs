@@ -16,17 +16,21 @@ mod pipeline;
 mod ranker;
 mod request;
 mod rules;
+mod segments;
 mod snapshot;
 mod sources;
 mod train;
 
 pub use catalog::{Catalog, CatalogItem};
-pub use cf::{CfModel, Collaborative};
-pub use config::{ConfigError, ContentConfig, EngineConfig, SearchConfig, SourceConfig, SurfaceConfig, TrainConfig};
+pub use cf::{CfModel, Collaborative, TowerFeatures};
+pub use config::{
+    ConfigError, ContentConfig, EngineConfig, SearchConfig, SegmentConfig, SourceConfig, SurfaceConfig, TrainConfig,
+};
 pub use content::{ContentIndex, TextEmbedder, content_text};
 pub use engine::Engine;
 pub use pipeline::{CandidateSource, ExplorationPolicy, Ranker, Rule};
 pub use request::{Request, RequestContext, Response};
+pub use segments::{Segment, Segments};
 pub use snapshot::{Manifest, Snapshot};
 pub use train::{TrainReport, build_text_index, train, train_with_embedder};
 

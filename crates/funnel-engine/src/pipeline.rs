@@ -16,6 +16,10 @@ pub trait CandidateSource: Send + Sync {
     /// Up to `limit` eligible candidates. A source that does not apply to this request
     /// (no query for a text source, say) returns none.
     fn generate(&self, ctx: &RequestContext<'_>, limit: usize) -> Vec<Candidate>;
+    /// What the source read from the request, for the trace (e.g. the matched segments).
+    fn explain(&self, _ctx: &RequestContext<'_>) -> Value {
+        Value::Null
+    }
 }
 
 /// Sets `score` on every candidate and sorts them best first.
@@ -161,7 +165,10 @@ impl Pipeline {
             let started = Instant::now();
             let produced = slot.source.generate(ctx, slot.quota.min(self.max_candidates));
             let count = produced.len();
-            let top = if stages.explain { describe(ctx, &produced, 10) } else { Value::Null };
+            let (top, about) = match stages.explain {
+                true => (describe(ctx, &produced, 10), slot.source.explain(ctx)),
+                false => (Value::Null, Value::Null),
+            };
             let max = produced.iter().map(|c| c.source_score).fold(0f32, f32::max);
             let mut duplicates = 0;
             for mut candidate in produced {
@@ -186,7 +193,7 @@ impl Pipeline {
                 slot.source.name(),
                 started,
                 (0, count),
-                || json!({ "quota": slot.quota, "weight": slot.weight, "already_proposed": duplicates, "top": top }),
+                || json!({ "quota": slot.quota, "weight": slot.weight, "already_proposed": duplicates, "input": about, "top": top }),
             );
         }
         merged

@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use funnel_core::{ScoredItem, Timestamp, Trace};
 use rustc_hash::FxHashSet;
 
@@ -14,6 +16,9 @@ pub struct Request {
     pub user: Option<String>,
     pub query: Option<String>,
     pub item: Option<String>,
+    /// Attributes of this request (`country`, `device`, …) that pick the user's segments
+    /// for the `segment` source, over the user's stored attributes of the same name.
+    pub context: BTreeMap<String, String>,
     pub k: usize,
     pub explain: bool,
     /// Items the caller knows the user has seen since the snapshot was built.

@@ -13,11 +13,13 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::cf::Collaborative;
 use crate::content::ContentIndex;
+use crate::segments::Segments;
 use crate::{Catalog, EngineError, SearchConfig, TrainConfig};
 
 /// Bumped whenever a part's encoding changes (postcard is not self-describing, so an old
 /// file cannot be read by new code). 2: CF with an ANN index, content vectors.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: segments.
+pub const FORMAT_VERSION: u32 = 3;
 const MANIFEST: &str = "manifest.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +44,9 @@ pub struct Manifest {
     /// The content vectors' model and index kind, if items were embedded.
     #[serde(default)]
     pub content_model: Option<String>,
+    /// User segments with their own popular items (context-matched cold start).
+    #[serde(default)]
+    pub segments: usize,
     pub train: TrainConfig,
     pub search: SearchConfig,
     pub files: Vec<FileEntry>,
@@ -78,6 +83,7 @@ pub struct Snapshot {
     pub catalog: Catalog,
     pub popularity: Popularity,
     pub histories: Histories,
+    pub segments: Segments,
     pub text: Bm25Index,
     /// Collaborative filtering, when the log has interactions to learn from.
     pub cf: Option<Collaborative>,
@@ -141,6 +147,7 @@ impl Snapshot {
             write_part(dir, "catalog.bin", &self.catalog)?,
             write_part(dir, "popularity.bin", &self.popularity)?,
             write_part(dir, "histories.bin", &self.histories)?,
+            write_part(dir, "segments.bin", &self.segments)?,
             write_part(dir, "text.bin", &self.text)?,
         ];
         if let Some(cf) = &self.cf {
@@ -194,6 +201,7 @@ impl Snapshot {
             content,
             popularity: read_part(dir, &manifest, "popularity.bin")?,
             histories: read_part(dir, &manifest, "histories.bin")?,
+            segments: read_part(dir, &manifest, "segments.bin")?,
             text: read_part(dir, &manifest, "text.bin")?,
             cf,
             catalog,

@@ -9,6 +9,7 @@ pub(crate) fn by_name(name: &str) -> Box<dyn CandidateSource> {
     match name {
         "cf" => Box::new(CollaborativeFiltering),
         "content" => Box::new(Content),
+        "segment" => Box::new(SegmentPopular),
         "popular" => Box::new(Popular),
         "bm25" => Box::new(Bm25),
         "similar" => Box::new(SimilarText),
@@ -29,7 +30,8 @@ impl CandidateSource for CollaborativeFiltering {
         let Some(cf) = &ctx.snapshot.cf else { return Vec::new() };
         let mut history: Vec<u32> = ctx.seen.iter().copied().collect();
         history.sort_unstable();
-        let Some(scored) = cf.top(&history, limit, &|item| ctx.eligible(item)) else { return Vec::new() };
+        let segments = matching_segments(ctx);
+        let Some(scored) = cf.top(&history, &segments, limit, &|item| ctx.eligible(item)) else { return Vec::new() };
         scored.into_iter().map(|(item, score)| Candidate::new(item, self.name(), score)).collect()
     }
 }
@@ -61,6 +63,38 @@ impl CandidateSource for Content {
             .map(|n| Candidate::new(n.id, self.name(), n.score))
             .collect()
     }
+}
+
+/// The most popular items among users who share the request's segments (the user's
+/// stored attributes, overridden by the request's context): cold start by context.
+struct SegmentPopular;
+
+impl CandidateSource for SegmentPopular {
+    fn name(&self) -> &'static str {
+        "segment"
+    }
+
+    fn generate(&self, ctx: &RequestContext<'_>, limit: usize) -> Vec<Candidate> {
+        let segments = matching_segments(ctx);
+        ctx.snapshot
+            .segments
+            .top(&segments, limit, &|item| ctx.eligible(item))
+            .into_iter()
+            .map(|(item, score)| Candidate::new(item, self.name(), score))
+            .collect()
+    }
+
+    fn explain(&self, ctx: &RequestContext<'_>) -> serde_json::Value {
+        let names: Vec<&str> = matching_segments(ctx).into_iter().map(|s| ctx.snapshot.segments.name(s)).collect();
+        serde_json::json!({ "segments": names })
+    }
+}
+
+/// The segments of the request's user and context.
+fn matching_segments(ctx: &RequestContext<'_>) -> Vec<u32> {
+    let snapshot = ctx.snapshot;
+    let user = ctx.request.user.as_deref().and_then(|u| snapshot.histories.users.get(u).copied());
+    snapshot.segments.matching(user, &ctx.request.context)
 }
 
 /// The most popular items (time-decayed, weighted counts), for everyone.

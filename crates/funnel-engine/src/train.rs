@@ -8,8 +8,9 @@ use funnel_core::{EventKind, Item, Record, Timestamp};
 use funnel_store::{LogReader, SnapshotDir, SnapshotId};
 use funnel_text::{AnalyzerConfig, Bm25Index, Bm25Params, DocText};
 
-use crate::cf::Collaborative;
+use crate::cf::{Collaborative, TowerFeatures};
 use crate::content::{ContentIndex, TextEmbedder};
+use crate::segments::{SegmentInput, Segments};
 use crate::snapshot::{FORMAT_VERSION, Histories, Manifest, Popularity};
 use crate::{Catalog, EngineConfig, EngineError, SearchConfig, Snapshot, TrainConfig};
 
@@ -62,6 +63,8 @@ struct Gathered {
     item_index: HashMap<String, u32>,
     user_ids: Vec<String>,
     user_index: HashMap<String, u32>,
+    /// Attributes per user index (empty until the user's record is read).
+    user_attributes: Vec<std::collections::BTreeMap<String, serde_json::Value>>,
     interactions: Vec<Interaction>,
 }
 
@@ -91,6 +94,7 @@ impl Gathered {
         let u = self.user_ids.len() as u32;
         self.user_index.insert(id.to_owned(), u);
         self.user_ids.push(id.to_owned());
+        self.user_attributes.push(Default::default());
         u
     }
 
@@ -98,7 +102,8 @@ impl Gathered {
         match record {
             Record::Item(item) => self.item(item),
             Record::User(user) => {
-                self.user_id(&user.id);
+                let u = self.user_id(&user.id);
+                self.user_attributes[u as usize] = user.attributes;
             }
             Record::Event(event) => {
                 let user = self.user_id(&event.user);
@@ -150,6 +155,7 @@ pub fn train_with_embedder(
     phases.start("popularity and histories");
     let popularity = popularity(&gathered, &config.train, as_of);
     let histories = histories(&gathered, as_of);
+    let segments = segments(&gathered, config, as_of);
     let content = match embedder {
         Some(embedder) => {
             phases.start("content vectors");
@@ -165,13 +171,19 @@ pub fn train_with_embedder(
         None => None,
     };
     phases.start("collaborative filtering");
+    let features = TowerFeatures {
+        content: content.as_ref(),
+        item_labels: category_labels(&gathered.items),
+        user_labels: (segments.of_users(), segments.len()),
+    };
     let cf = Collaborative::train(
         &positives(&gathered, &config.train, as_of),
         gathered.user_ids.len() as u32,
         &config.train,
-        content.as_ref(),
+        &features,
         config.train.seed,
     );
+    drop(features);
     phases.start("text index");
     let text = build_text_index(&gathered.items, &config.search);
     phases.start("catalog");
@@ -192,6 +204,7 @@ pub fn train_with_embedder(
             content_model: content
                 .as_ref()
                 .map(|c| format!("{} ({} search over {} items)", c.model, c.kind(), c.len())),
+            segments: segments.len(),
             train: config.train.clone(),
             search: config.search.clone(),
             files: Vec::new(),
@@ -199,6 +212,7 @@ pub fn train_with_embedder(
         catalog,
         popularity,
         histories,
+        segments,
         text,
         cf,
         content,
@@ -217,6 +231,25 @@ pub fn train_with_embedder(
     })
 }
 
+/// Each item's categories as label ids (numbered in order of first appearance), and how
+/// many there are.
+fn category_labels(items: &[Item]) -> (Vec<Vec<u32>>, usize) {
+    let mut ids: HashMap<&str, u32> = HashMap::new();
+    let labels = items
+        .iter()
+        .map(|item| {
+            item.categories
+                .iter()
+                .map(|c| {
+                    let next = ids.len() as u32;
+                    *ids.entry(c.as_str()).or_insert(next)
+                })
+                .collect()
+        })
+        .collect();
+    (labels, ids.len())
+}
+
 /// Weight of one interaction as a positive signal; 0 for none.
 fn positive_weight(config: &TrainConfig, kind: EventKind, value: Option<f32>) -> f64 {
     let weight = config.event_weights.get(kind.as_str()).copied().unwrap_or(0.0);
@@ -226,20 +259,37 @@ fn positive_weight(config: &TrainConfig, kind: EventKind, value: Option<f32>) ->
     weight
 }
 
+/// (user, item, weight · 2^(−age / half-life)) of every positive event up to `as_of`:
+/// what popularity counts.
+fn decayed<'a>(
+    gathered: &'a Gathered,
+    config: &'a TrainConfig,
+    as_of: Timestamp,
+) -> impl Iterator<Item = (u32, u32, f64)> + 'a {
+    let half_life_seconds = config.popularity_half_life_days * 86_400.0;
+    gathered.interactions.iter().filter(move |i| i.timestamp <= as_of).filter_map(move |event| {
+        let weight = positive_weight(config, event.kind, event.value);
+        let age = (as_of - event.timestamp) as f64;
+        (weight > 0.0).then(|| (event.user, event.item, weight * (-age / half_life_seconds).exp2()))
+    })
+}
+
 /// Σ weight · 2^(−age / half-life) per item, over events up to `as_of`.
 fn popularity(gathered: &Gathered, config: &TrainConfig, as_of: Timestamp) -> Popularity {
-    let half_life_seconds = config.popularity_half_life_days * 86_400.0;
     let mut scores = vec![0f64; gathered.items.len()];
-    for event in gathered.interactions.iter().filter(|i| i.timestamp <= as_of) {
-        let weight = positive_weight(config, event.kind, event.value);
-        if weight > 0.0 {
-            let age = (as_of - event.timestamp) as f64;
-            scores[event.item as usize] += weight * (-age / half_life_seconds).exp2();
-        }
+    for (_, item, weight) in decayed(gathered, config, as_of) {
+        scores[item as usize] += weight;
     }
     let mut order: Vec<u32> = (0..scores.len() as u32).filter(|&i| scores[i as usize] > 0.0).collect();
     order.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
     Popularity { scores: scores.into_iter().map(|s| s as f32).collect(), order }
+}
+
+/// Popularity within each segment of users sharing an attribute value.
+fn segments(gathered: &Gathered, config: &EngineConfig, as_of: Timestamp) -> Segments {
+    let input =
+        SegmentInput { attributes: &gathered.user_attributes, weighted: &mut decayed(gathered, &config.train, as_of) };
+    Segments::build(input, &config.segments)
 }
 
 /// (user, item, weight) per distinct pair with a positive weight up to `as_of`, the

@@ -21,12 +21,18 @@ pub enum Method {
     LastN { n: usize },
     /// A seeded random `fraction` of each user's events is test.
     Random { fraction: f64, seed: u64 },
+    /// A seeded random `fraction` of the users, with all their events, is test: users the
+    /// model has never seen (cold start).
+    Users { fraction: f64, seed: u64 },
 }
 
 /// Splits `events` into (train, test). Per-user methods keep at least one event of
-/// every user in train.
+/// every user in train; `Users` keeps none of a test user's.
 pub fn split(events: &[Event], method: Method) -> Result<(Vec<Event>, Vec<Event>), EvalError> {
-    if let Method::Temporal { fraction } | Method::UserTemporal { fraction } | Method::Random { fraction, .. } = method
+    if let Method::Temporal { fraction }
+    | Method::UserTemporal { fraction }
+    | Method::Random { fraction, .. }
+    | Method::Users { fraction, .. } = method
         && !(fraction > 0.0 && fraction < 1.0)
     {
         return Err(EvalError::Input(format!("--fraction must be between 0 and 1 (exclusive), got {fraction}")));
@@ -39,6 +45,17 @@ pub fn split(events: &[Event], method: Method) -> Result<(Vec<Event>, Vec<Event>
             let cut = events.len() - (events.len() as f64 * fraction).round() as usize;
             for &i in &order[cut..] {
                 is_test[i] = true;
+            }
+        }
+        Method::Users { fraction, seed } => {
+            let mut users: Vec<&str> = events.iter().map(|e| e.user.as_str()).collect();
+            users.sort_unstable();
+            users.dedup();
+            users.shuffle(&mut StdRng::seed_from_u64(seed));
+            let n_test = ((users.len() as f64 * fraction).round() as usize).clamp(1, users.len().max(2) - 1);
+            let test: std::collections::HashSet<&str> = users[..n_test.min(users.len())].iter().copied().collect();
+            for (i, event) in events.iter().enumerate() {
+                is_test[i] = test.contains(event.user.as_str());
             }
         }
         Method::UserTemporal { .. } | Method::LastN { .. } | Method::Random { .. } => {
@@ -56,7 +73,7 @@ pub fn split(events: &[Event], method: Method) -> Result<(Vec<Event>, Vec<Event>
                     Method::UserTemporal { fraction } | Method::Random { fraction, .. } => {
                         (rows.len() as f64 * fraction).ceil() as usize
                     }
-                    Method::Temporal { .. } => unreachable!("handled above"),
+                    Method::Temporal { .. } | Method::Users { .. } => unreachable!("handled above"),
                 }
                 .min(rows.len() - 1);
                 match rng.as_mut() {
@@ -134,6 +151,14 @@ mod tests {
         let (train, _) = split(&events(), Method::LastN { n: 50 }).unwrap();
         assert_eq!(train.len(), 2, "one event per user stays in train");
         assert!(split(&events(), Method::Temporal { fraction: 1.5 }).is_err());
+    }
+
+    #[test]
+    fn a_user_split_moves_whole_users_to_test() {
+        let (train, test) = split(&events(), Method::Users { fraction: 0.5, seed: 3 }).unwrap();
+        assert_eq!((train.len(), test.len()), (10, 10));
+        assert!(train.iter().all(|e| e.user != test[0].user), "no test user is in train");
+        assert_eq!(test, split(&events(), Method::Users { fraction: 0.5, seed: 3 }).unwrap().1);
     }
 
     #[test]

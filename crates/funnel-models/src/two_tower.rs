@@ -1,12 +1,15 @@
 //! Two-tower retrieval model, trained with candle on the interaction matrix.
 //!
 //! - **User tower**: the user's id embedding (dropped at random in training, absent for a
-//!   user folded in from a history) plus the mean embedding of their other items, through
-//!   a two-layer MLP, normalised.
+//!   user folded in from a history) plus the mean embedding of their other items, plus
+//!   the mean embedding of their attribute labels (`country=DE`, when
+//!   [`TwoTower::with_user_labels`] gave them; also dropped at random), through a
+//!   two-layer MLP, normalised.
 //! - **Item tower**: the item's id embedding plus a projection of its content vector
-//!   (when [`TwoTower::with_item_features`] gave one), through a linear layer,
+//!   (when [`TwoTower::with_item_features`] gave one) plus the mean embedding of its
+//!   category labels ([`TwoTower::with_item_labels`]), through a linear layer,
 //!   normalised. Id embeddings start at zero, so an item without interactions is placed
-//!   by its content alone.
+//!   by its content and categories alone.
 //! - **Loss**: in-batch sampled softmax over the batch's items with a temperature, with
 //!   the logQ correction for popular items being sampled as negatives more often; a
 //!   repeat of the row's own item elsewhere in the batch is masked, not a negative.
@@ -39,6 +42,9 @@ pub struct TwoTowerConfig {
     /// Probability of hiding the user id in training, so the tower also works from a
     /// history alone.
     pub id_dropout: f64,
+    /// Probability of hiding the user's history in training, so the tower also works from
+    /// attributes alone (a user with no events yet).
+    pub history_dropout: f64,
 }
 
 impl Default for TwoTowerConfig {
@@ -52,6 +58,81 @@ impl Default for TwoTowerConfig {
             temperature: 0.1,
             max_history: 50,
             id_dropout: 0.5,
+            history_dropout: 0.0,
+        }
+    }
+}
+
+/// Label sets per row (a user's attribute values, an item's categories), in CSR form.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct LabelSets {
+    n_labels: usize,
+    offsets: Vec<usize>,
+    ids: Vec<u32>,
+}
+
+impl LabelSets {
+    fn new(n_labels: usize, sets: &[Vec<u32>]) -> Self {
+        let mut offsets = vec![0];
+        let mut ids = Vec::new();
+        for set in sets {
+            ids.extend(set.iter().copied().filter(|&l| (l as usize) < n_labels));
+            offsets.push(ids.len());
+        }
+        Self { n_labels, offsets, ids }
+    }
+
+    fn of(&self, row: usize) -> &[u32] {
+        match (self.offsets.get(row), self.offsets.get(row + 1)) {
+            (Some(&start), Some(&end)) => &self.ids[start..end],
+            _ => &[],
+        }
+    }
+
+    /// The labels of `rows`, flattened for pooling: each batch row's labels weigh 1 / count.
+    fn bag(&self, rows: impl Iterator<Item = usize>, device: &Device) -> candle_core::Result<Option<Bag>> {
+        let (mut ids, mut at, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+        for (batch_row, row) in rows.enumerate() {
+            let labels = self.of(row);
+            for &label in labels {
+                ids.push(label);
+                at.push(batch_row as u32);
+                weights.push(1.0 / labels.len() as f32);
+            }
+        }
+        Bag::new(ids, at, weights, device)
+    }
+}
+
+/// Rows of an embedding table to average into batch rows: table row, batch row, weight.
+struct Bag {
+    ids: Tensor,
+    rows: Tensor,
+    weights: Tensor,
+}
+
+impl Bag {
+    fn new(ids: Vec<u32>, rows: Vec<u32>, weights: Vec<f32>, device: &Device) -> candle_core::Result<Option<Self>> {
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let n = ids.len();
+        Ok(Some(Self {
+            ids: Tensor::from_vec(ids, n, device)?,
+            rows: Tensor::from_vec(rows, n, device)?,
+            weights: Tensor::from_vec(weights, n, device)?,
+        }))
+    }
+
+    /// Σ weight · table[id] per batch row (`rows` × table width).
+    fn pool(bag: Option<&Self>, table: &Tensor, rows: usize) -> candle_core::Result<Tensor> {
+        let zeros = Tensor::zeros((rows, table.dim(1)?), DType::F32, table.device())?;
+        match bag {
+            None => Ok(zeros),
+            Some(bag) => {
+                let gathered = table.index_select(&bag.ids, 0)?.broadcast_mul(&bag.weights.unsqueeze(1)?)?;
+                zeros.index_add(&bag.rows, &gathered, 0)
+            }
         }
     }
 }
@@ -89,6 +170,12 @@ pub struct TwoTower {
     pub config: TwoTowerConfig,
     /// Content vectors per item (row-major, `n_items × width`), if given.
     features: Option<Dense>,
+    /// Attribute labels per user and their embeddings, if given.
+    user_labels: Option<LabelSets>,
+    user_label_table: Dense,
+    /// Category labels per item (training only: the item vectors include them).
+    #[serde(skip)]
+    item_labels: Option<LabelSets>,
     user_ids: Dense,
     history: Dense,
     w1: Dense,
@@ -113,6 +200,8 @@ struct Params {
     b2: Var,
     item_ids: Var,
     project: Option<Var>,
+    user_labels: Option<Var>,
+    item_labels: Option<Var>,
     w_item: Var,
     b_item: Var,
 }
@@ -144,10 +233,10 @@ struct Batch {
     /// 1 where the user id is shown to the tower, 0 where dropped.
     id_mask: Tensor,
     items: Tensor,
-    /// Flattened histories: item, the batch row it belongs to, its weight (1 / length).
-    history_items: Tensor,
-    history_rows: Tensor,
-    history_weights: Tensor,
+    /// The other items of each row's user, to average.
+    history: Option<Bag>,
+    user_labels: Option<Bag>,
+    item_labels: Option<Bag>,
     log_q: Tensor,
     /// −1e9 where column j's item equals row i's (j ≠ i): a repeated positive is not a
     /// negative.
@@ -166,13 +255,26 @@ impl TwoTower {
         self
     }
 
+    /// Attribute labels (ids below `n_labels`) of each user: row u = user u.
+    pub fn with_user_labels(mut self, n_labels: usize, per_user: &[Vec<u32>]) -> Self {
+        self.user_labels = Some(LabelSets::new(n_labels, per_user));
+        self
+    }
+
+    /// Category labels (ids below `n_labels`) of each item: row i = item i.
+    pub fn with_item_labels(mut self, n_labels: usize, per_item: &[Vec<u32>]) -> Self {
+        self.item_labels = Some(LabelSets::new(n_labels, per_item));
+        self
+    }
+
     /// The unit-length vector of every item (row i = item i), for an ANN index.
     pub fn item_vectors(&self) -> &[f32] {
         &self.item_vectors.data
     }
 
-    /// The user tower's output for a history (and the user's id row, when known).
-    pub fn user_vector(&self, user: Option<u32>, items: &[u32]) -> Vec<f32> {
+    /// The user tower's output for a history, the user's id row when known, and attribute
+    /// labels: `labels` when given, else the stored user's.
+    pub fn user_vector(&self, user: Option<u32>, items: &[u32], labels: Option<&[u32]>) -> Vec<f32> {
         let dim = self.config.dim;
         let mut pooled = vec![0f32; dim];
         let known: Vec<u32> = items.iter().copied().filter(|&i| (i as usize) < self.history.rows).collect();
@@ -185,6 +287,16 @@ impl TwoTower {
         pooled.iter_mut().for_each(|p| *p /= n);
         if let Some(user) = user.filter(|&u| (u as usize) < self.user_ids.rows) {
             pooled.iter_mut().zip(self.user_ids.row(user as usize)).for_each(|(p, e)| *p += e);
+        }
+        let stored = match (&self.user_labels, user) {
+            (Some(sets), Some(user)) => sets.of(user as usize),
+            _ => &[],
+        };
+        let labels: Vec<u32> =
+            labels.unwrap_or(stored).iter().copied().filter(|&l| (l as usize) < self.user_label_table.rows).collect();
+        for &label in &labels {
+            let weight = 1.0 / labels.len() as f32;
+            pooled.iter_mut().zip(self.user_label_table.row(label as usize)).for_each(|(p, e)| *p += weight * e);
         }
         let mut hidden = self.w1.left_multiply(&pooled);
         hidden.iter_mut().zip(&self.b1).for_each(|(h, b)| *h = (*h + b).max(0.0));
@@ -223,24 +335,40 @@ impl TwoTower {
             },
             w_item: var(&mut rng, (d, d), scale, device)?,
             b_item: var(&mut rng, (1, d), 0.1, device)?,
+            user_labels: match &self.user_labels {
+                Some(sets) => Some(var(&mut rng, (sets.n_labels.max(1), d), 0.1, device)?),
+                None => None,
+            },
+            item_labels: match &self.item_labels {
+                Some(sets) => Some(var(&mut rng, (sets.n_labels.max(1), d), 0.1, device)?),
+                None => None,
+            },
         })
     }
 
     fn user_tower(&self, p: &Params, batch: &Batch, rows: usize) -> candle_core::Result<Tensor> {
-        let d = self.config.dim;
-        let gathered = p.history.as_tensor().index_select(&batch.history_items, 0)?;
-        let weighted = gathered.broadcast_mul(&batch.history_weights.unsqueeze(1)?)?;
-        let pooled =
-            Tensor::zeros((rows, d), DType::F32, gathered.device())?.index_add(&batch.history_rows, &weighted, 0)?;
+        let mut pooled = Bag::pool(batch.history.as_ref(), p.history.as_tensor(), rows)?;
+        if let Some(table) = &p.user_labels {
+            pooled = (pooled + Bag::pool(batch.user_labels.as_ref(), table.as_tensor(), rows)?)?;
+        }
         let ids = p.user_ids.as_tensor().index_select(&batch.users, 0)?.broadcast_mul(&batch.id_mask.unsqueeze(1)?)?;
         let hidden = (pooled + ids)?.matmul(p.w1.as_tensor())?.broadcast_add(p.b1.as_tensor())?.relu()?;
         normalise_rows(&hidden.matmul(p.w2.as_tensor())?.broadcast_add(p.b2.as_tensor())?)
     }
 
-    fn item_tower(&self, p: &Params, items: &Tensor, features: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    fn item_tower(
+        &self,
+        p: &Params,
+        items: &Tensor,
+        features: Option<&Tensor>,
+        labels: Option<&Bag>,
+    ) -> candle_core::Result<Tensor> {
         let mut x = p.item_ids.as_tensor().index_select(items, 0)?;
         if let (Some(project), Some(features)) = (&p.project, features) {
             x = (x + features.index_select(items, 0)?.matmul(project.as_tensor())?)?;
+        }
+        if let Some(table) = &p.item_labels {
+            x = (x + Bag::pool(labels, table.as_tensor(), items.dim(0)?)?)?;
         }
         normalise_rows(&x.matmul(p.w_item.as_tensor())?.broadcast_add(p.b_item.as_tensor())?)
     }
@@ -258,6 +386,9 @@ impl TwoTower {
         let mut mask = Vec::with_capacity(pairs.len());
         for (row, &(user, item)) in pairs.iter().enumerate() {
             let mut others: Vec<u32> = data.items_of(user).iter().copied().filter(|&i| i != item).collect();
+            if rng.random_bool(self.config.history_dropout) {
+                others.clear();
+            }
             if others.len() > self.config.max_history {
                 others.shuffle(rng);
                 others.truncate(self.config.max_history);
@@ -270,12 +401,22 @@ impl TwoTower {
             }
             mask.push(if rng.random_bool(self.config.id_dropout) { 0f32 } else { 1.0 });
         }
-        if h_items.is_empty() {
-            // index_add needs at least one row: a zero-weight self-reference.
-            h_items.push(pairs[0].1);
-            h_rows.push(0);
-            h_weights.push(0.0);
-        }
+        // Attributes are hidden at random too (rows past the sets have none), so the tower
+        // also serves a user whose attributes are unknown.
+        let user_labels = match &self.user_labels {
+            Some(sets) => {
+                let rows: Vec<usize> = pairs
+                    .iter()
+                    .map(|p| if rng.random_bool(self.config.id_dropout) { usize::MAX - 1 } else { p.0 as usize })
+                    .collect();
+                sets.bag(rows.into_iter(), device)?
+            }
+            None => None,
+        };
+        let item_labels = match &self.item_labels {
+            Some(sets) => sets.bag(pairs.iter().map(|p| p.1 as usize), device)?,
+            None => None,
+        };
         let users: Vec<u32> = pairs.iter().map(|p| p.0).collect();
         let items: Vec<u32> = pairs.iter().map(|p| p.1).collect();
         let q: Vec<f32> = items.iter().map(|&i| log_q[i as usize]).collect();
@@ -285,9 +426,9 @@ impl TwoTower {
         Ok(Batch {
             users: Tensor::from_vec(users, n, device)?,
             id_mask: Tensor::from_vec(mask, n, device)?,
-            history_items: Tensor::from_vec(h_items.clone(), h_items.len(), device)?,
-            history_rows: Tensor::from_vec(h_rows, h_items.len(), device)?,
-            history_weights: Tensor::from_vec(h_weights, h_items.len(), device)?,
+            history: Bag::new(h_items, h_rows, h_weights, device)?,
+            user_labels,
+            item_labels,
             items: Tensor::from_vec(items, n, device)?,
             log_q: Tensor::from_vec(q, (1, n), device)?,
             duplicates: Tensor::from_vec(duplicates, (n, n), device)?,
@@ -316,6 +457,8 @@ impl TwoTower {
             params.b_item.clone(),
         ];
         vars.extend(params.project.clone());
+        vars.extend(params.user_labels.clone());
+        vars.extend(params.item_labels.clone());
         let mut optimizer = AdamW::new(
             vars,
             ParamsAdamW { lr: self.config.learning_rate, weight_decay: self.config.weight_decay, ..Default::default() },
@@ -331,7 +474,7 @@ impl TwoTower {
             for chunk in pairs.chunks(self.config.batch).filter(|c| c.len() > 1) {
                 let batch = self.batch(data, chunk, &log_q, &mut rng, &device)?;
                 let users = self.user_tower(&params, &batch, chunk.len())?;
-                let items = self.item_tower(&params, &batch.items, features.as_ref())?;
+                let items = self.item_tower(&params, &batch.items, features.as_ref(), batch.item_labels.as_ref())?;
                 let logits = (users.matmul(&items.t()?)? / self.config.temperature)?.broadcast_sub(&batch.log_q)?;
                 let logits = (logits + &batch.duplicates)?;
                 let labels = Tensor::from_vec(labels_full[..chunk.len()].to_vec(), chunk.len(), &device)?;
@@ -340,7 +483,15 @@ impl TwoTower {
             }
         }
         let all_items = Tensor::arange(0u32, n_items as u32, &device)?;
-        self.item_vectors = Dense::of(&self.item_tower(&params, &all_items, features.as_ref())?)?;
+        let all_labels = match &self.item_labels {
+            Some(sets) => sets.bag(0..n_items, &device)?,
+            None => None,
+        };
+        self.item_vectors =
+            Dense::of(&self.item_tower(&params, &all_items, features.as_ref(), all_labels.as_ref())?)?;
+        if let Some(table) = &params.user_labels {
+            self.user_label_table = Dense::of(table.as_tensor())?;
+        }
         self.user_ids = Dense::of(params.user_ids.as_tensor())?;
         self.history = Dense::of(params.history.as_tensor())?;
         self.w1 = Dense::of(params.w1.as_tensor())?;
@@ -370,8 +521,11 @@ impl Recommender for TwoTower {
             || c.temperature.is_nan()
             || c.temperature <= 0.0
             || !(0.0..1.0).contains(&c.id_dropout)
+            || !(0.0..1.0).contains(&c.history_dropout)
         {
-            return Err(invalid("dim, epochs ≥ 1, batch ≥ 2, temperature > 0 and id_dropout in [0, 1) are required"));
+            return Err(invalid(
+                "dim, epochs ≥ 1, batch ≥ 2, temperature > 0 and id_dropout, history_dropout in [0, 1) are required",
+            ));
         }
         if let Some(f) = &self.features
             && f.rows != data.n_items() as usize
@@ -382,12 +536,12 @@ impl Recommender for TwoTower {
     }
 
     fn score(&self, user: u32, data: &Interactions, out: &mut [f32]) {
-        let vector = self.user_vector(Some(user), data.items_of(user));
+        let vector = self.user_vector(Some(user), data.items_of(user), None);
         self.score_vector(&vector, out);
     }
 
     fn score_history(&self, items: &[u32], out: &mut [f32]) -> bool {
-        let vector = self.user_vector(None, items);
+        let vector = self.user_vector(None, items, None);
         self.score_vector(&vector, out);
         true
     }
@@ -438,6 +592,38 @@ mod tests {
         }
         let data = two_groups();
         let mut model = TwoTower::new(small()).with_item_features(11, 2, features);
+        model.fit(&data, 7).unwrap();
+        let mut scores = vec![0.0; 11];
+        model.score_history(&[1, 2], &mut scores);
+        assert!(scores[10] > best_other_group(&scores, 0..5), "{scores:?}");
+    }
+
+    /// Label 0 = group one (users 0..20, items 0..5), label 1 = group two.
+    fn group_labels(n: u32, second: std::ops::Range<u32>) -> Vec<Vec<u32>> {
+        (0..n).map(|i| vec![u32::from(second.contains(&i))]).collect()
+    }
+
+    #[test]
+    fn attributes_alone_place_a_user_without_history() {
+        // Histories are hidden in 30% of the examples, so the tower learns to read the
+        // attributes alone.
+        let data = two_groups();
+        let config = TwoTowerConfig { history_dropout: 0.3, ..small() };
+        let mut model = TwoTower::new(config).with_user_labels(2, &group_labels(40, 20..40));
+        model.fit(&data, 7).unwrap();
+        let mut scores = vec![0.0; 11];
+        for (label, group) in [(0, 0..5), (1, 5..10)] {
+            model.score_vector(&model.user_vector(None, &[], Some(&[label])), &mut scores);
+            let worst_own = group.clone().map(|i| scores[i]).fold(f32::MAX, f32::min);
+            assert!(worst_own > best_other_group(&scores, group), "label {label}: {scores:?}");
+        }
+    }
+
+    #[test]
+    fn a_new_item_is_placed_by_its_categories() {
+        // Item 10 has no interactions and group one's category.
+        let data = two_groups();
+        let mut model = TwoTower::new(small()).with_item_labels(2, &group_labels(11, 5..10));
         model.fit(&data, 7).unwrap();
         let mut scores = vec![0.0; 11];
         model.score_history(&[1, 2], &mut scores);

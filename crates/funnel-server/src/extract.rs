@@ -1,6 +1,6 @@
 //! Extractors that turn bad input into errors naming the field.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
@@ -55,6 +55,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+const CONTEXT_PREFIX: &str = "context.";
+
 /// Query-string parameters, read by name with errors that name the parameter. Unknown
 /// parameters are refused, so a typo (`?usr=`) is not silently ignored.
 #[derive(Debug)]
@@ -78,13 +80,31 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 }
 
 impl Params {
+    /// Refuses any parameter not in `allowed`, except `context.*` when `context` is.
     pub fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
-        match self.0.keys().find(|k| !allowed.contains(&k.as_str())) {
+        let known = |k: &String| {
+            allowed.contains(&k.as_str()) || (allowed.contains(&"context") && k.starts_with(CONTEXT_PREFIX))
+        };
+        match self.0.keys().find(|k| !known(k)) {
             Some(unknown) => {
                 Err(ApiError::bad_param(unknown, format!("unknown parameter (accepted: {})", allowed.join(", "))))
             }
             None => Ok(()),
         }
+    }
+
+    /// `context.country=DE&context.device=mobile` as {country: DE, device: mobile}.
+    pub fn context(&self) -> Result<BTreeMap<String, String>, ApiError> {
+        let mut context = BTreeMap::new();
+        for (key, value) in &self.0 {
+            if let Some(name) = key.strip_prefix(CONTEXT_PREFIX) {
+                if name.is_empty() || value.trim().is_empty() {
+                    return Err(ApiError::bad_param(key, "context parameters look like `context.country=DE`"));
+                }
+                context.insert(name.to_owned(), value.clone());
+            }
+        }
+        Ok(context)
     }
 
     pub fn text(&self, name: &str) -> Option<String> {

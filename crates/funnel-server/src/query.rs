@@ -29,22 +29,27 @@ fn base_request(state: &AppState, params: &Params, surface: &str) -> Result<Requ
         k: params.number("k", 10)?,
         explain: params.flag("explain")?,
         seed: params.number("seed", 0)?,
+        context: params.context()?,
         ..Request::default()
     })
 }
 
 /// Recommendations for a user (or for an anonymous visitor when `user` is absent).
-/// An unknown user is a cold start: popular items.
+/// An unknown user is a cold start: popular items, and the items popular among users
+/// who share the request's context (`context.country=DE&context.device=mobile`) or the
+/// user's stored attributes.
 #[utoipa::path(get, path = "/recommend",
     params(("user" = Option<String>, Query, description = "user id"),
            ("k" = Option<usize>, Query, description = "slate size, 1–1000 (default 10)"),
            ("explain" = Option<bool>, Query, description = "include a per-stage trace"),
            ("surface" = Option<String>, Query, description = "configured surface (default `home`)"),
-           ("seed" = Option<u64>, Query, description = "seed for randomised stages")),
+           ("seed" = Option<u64>, Query, description = "seed for randomised stages"),
+           ("context.{name}" = Option<String>, Query,
+            description = "a context attribute for the `segment` source, e.g. context.country=DE")),
     responses((status = 200, body = SlateBody), (status = 400, body = crate::error::ErrorBody),
               (status = 503, body = crate::error::ErrorBody)))]
 pub async fn recommend(State(state): State<Arc<AppState>>, params: Params) -> Result<Json<SlateBody>, ApiError> {
-    params.only(&["user", "k", "explain", "surface", "seed"])?;
+    params.only(&["user", "k", "explain", "surface", "seed", "context"])?;
     run(&state, base_request(&state, &params, "home")?)
 }
 

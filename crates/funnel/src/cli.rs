@@ -220,6 +220,8 @@ pub enum SplitMethod {
     LastN,
     /// A seeded random --fraction of each user's events.
     Random,
+    /// A seeded random --fraction of the users, all their events (cold-start users).
+    Users,
 }
 
 /// Split an event file into train and test CSV files.
@@ -348,7 +350,9 @@ pub struct SlateArgs {
 
 /// Recommend items for a user from the newest snapshot.
 ///
-/// Example: funnel recommend --user 1 --k 10 --explain
+/// Examples:
+///   funnel recommend --user 1 --k 10 --explain
+///   funnel recommend --context country=DE --context device=mobile
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct RecommendArgs {
@@ -358,8 +362,21 @@ pub struct RecommendArgs {
     /// Configured surface to serve.
     #[arg(long, default_value = "home")]
     pub surface: String,
+    /// A request attribute as name=value (repeatable), e.g. --context country=DE: the
+    /// `segment` source serves what users with these attributes like.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_context)]
+    pub context: Vec<(String, String)>,
     #[command(flatten)]
     pub slate: SlateArgs,
+}
+
+fn parse_context(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() && !value.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(format!("`{text}` is not name=value (e.g. country=DE)")),
+    }
 }
 
 /// Search the catalog's text.

@@ -134,6 +134,7 @@ pub fn split(args: &SplitArgs) -> anyhow::Result<()> {
         SplitMethod::UserTemporal => Method::UserTemporal { fraction: args.fraction },
         SplitMethod::LastN => Method::LastN { n: args.n },
         SplitMethod::Random => Method::Random { fraction: args.fraction, seed: args.seed },
+        SplitMethod::Users => Method::Users { fraction: args.fraction, seed: args.seed },
     };
     let (train, test) = funnel_eval::split::split(&events, method)?;
     funnel_eval::split::write_csv(&args.train, &train).context("writing the train file")?;

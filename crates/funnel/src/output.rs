@@ -20,7 +20,8 @@ fn serve_one(data: &DataDir, config: &EngineConfig, slate: &SlateArgs, request: 
 }
 
 pub fn recommend(data: &DataDir, config: &EngineConfig, args: RecommendArgs) -> anyhow::Result<()> {
-    let request = Request { surface: args.surface, user: args.user, ..Request::default() };
+    let context = args.context.into_iter().collect();
+    let request = Request { surface: args.surface, user: args.user, context, ..Request::default() };
     serve_one(data, config, &args.slate, request)
 }
 

@@ -107,6 +107,21 @@ fn print_examples(engine: &Engine, args: &QuickstartArgs) {
     out!("\nTry these{}:", if args.no_serve { " after `funnel serve`" } else { " while it serves (Ctrl-C stops)" });
     out!("  curl '{base}/recommend?user={user}&k=5'");
     out!("  curl '{base}/recommend?user={user}&k=5&explain=true'");
+    if let Some(segment) = snapshot.segments.segments.iter().max_by_key(|s| s.users) {
+        let (name, value) = segment.name.split_once('=').unwrap_or((&segment.name, ""));
+        // Percent-encoded for the query string ("65+" would read as "65 ").
+        let value: String = value
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        out!("  curl '{base}/recommend?context.{name}={value}&k=5&explain=true'   # a new visitor, by context");
+    }
     out!("  curl '{base}/search?q={word}&k=5'");
     out!("  curl '{base}/items/{item}/similar?k=5'");
     out!(

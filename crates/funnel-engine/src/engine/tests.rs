@@ -109,6 +109,7 @@ fn explain_traces_every_stage() {
         [
             ("candidates", "cf"),
             ("candidates", "content"),
+            ("candidates", "segment"),
             ("candidates", "popular"),
             ("rank", "score"),
             ("rules", "seen"),
@@ -297,4 +298,41 @@ fn als_candidates_come_from_the_factor_index() {
     assert!(engine.snapshot().manifest.cf_model.as_deref().is_some_and(|m| m.starts_with("two-tower")));
     let response = engine.run(&Request { user: Some("newcomer".into()), k: 2, ..request("home") }).unwrap();
     assert_eq!(response.items.len(), 2, "{response:?}");
+}
+
+#[test]
+fn cold_start_users_get_what_their_segment_likes() {
+    // The x fans live in DE, the (more numerous) y fans in FR; "de-newbie" signed up in
+    // DE and has no events yet.
+    let (_dir, log, snapshots) = taste_groups(6, 12);
+    let user = |id: String, country: &str| {
+        let attributes = [("country".to_owned(), serde_json::json!(country))].into();
+        Record::User(funnel_core::User { id, attributes })
+    };
+    let mut users: Vec<Record> = (0..6).map(|u| user(format!("x-fan{u}"), "DE")).collect();
+    users.extend((0..12).map(|u| user(format!("y-fan{u}"), "FR")));
+    users.push(user("de-newbie".into(), "DE"));
+    log.append(&users).unwrap();
+    let config = EngineConfig::load("[segments]\nmin_users = 3\n", []).unwrap();
+    train(&log.reader(), &snapshots, &config, None, &mut |_| {}).unwrap();
+    let engine = Engine::open_latest(&snapshots, &config).unwrap();
+    assert_eq!(engine.snapshot().manifest.segments, 2);
+
+    let sorted = |response: &Response| {
+        let mut got: Vec<String> = ids(response).into_iter().map(str::to_owned).collect();
+        got.sort();
+        got
+    };
+    let anonymous = engine.run(&Request { k: 3, ..request("home") }).unwrap();
+    assert_eq!(sorted(&anonymous), ["y1", "y2", "y3"], "no context: what is popular overall");
+    let de: std::collections::BTreeMap<String, String> = [("country".to_owned(), "DE".to_owned())].into();
+    let visitor = engine.run(&Request { k: 3, context: de.clone(), explain: true, ..request("home") }).unwrap();
+    assert_eq!(sorted(&visitor), ["x1", "x2", "x3"], "a visitor from DE");
+    let trace = serde_json::to_string(&visitor.trace).unwrap();
+    assert!(trace.contains(r#""segments":["country=de"]"#), "{trace}");
+    let newbie = engine.run(&Request { user: Some("de-newbie".into()), k: 3, ..request("home") }).unwrap();
+    assert_eq!(sorted(&newbie), ["x1", "x2", "x3"], "a stored user's own attributes");
+    let fr: std::collections::BTreeMap<String, String> = [("country".to_owned(), "FR".to_owned())].into();
+    let moved = engine.run(&Request { user: Some("de-newbie".into()), k: 3, context: fr, ..request("home") }).unwrap();
+    assert_eq!(sorted(&moved), ["y1", "y2", "y3"], "the request's context wins over the stored attribute");
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode};
 use funnel_core::Record;
-use funnel_engine::{EngineConfig, train};
+use funnel_engine::{EngineConfig, SegmentConfig, train};
 use funnel_server::{AppState, app};
 use funnel_sim::{SimConfig, World};
 use funnel_store::{DataDir, FileLog, RecordLog};
@@ -18,6 +18,11 @@ struct Server {
     state: Arc<AppState>,
 }
 
+/// Defaults, but segments of 3 users count (the world has 30).
+fn config() -> EngineConfig {
+    EngineConfig { segments: SegmentConfig { min_users: 3, ..SegmentConfig::default() }, ..EngineConfig::default() }
+}
+
 /// A data folder with a small simulated world, trained once, and a state over it.
 fn server() -> Server {
     let dir = tempfile::tempdir().unwrap();
@@ -26,11 +31,12 @@ fn server() -> Server {
     {
         let log = FileLog::open(data.log()).unwrap();
         let mut records: Vec<Record> = world.items.iter().map(|i| Record::Item(i.item.clone())).collect();
+        records.extend(world.users.iter().map(|u| Record::User(u.user.clone())));
         records.extend(world.history().into_iter().map(Record::Event));
         log.append(&records).unwrap();
-        train(&log.reader(), &data.snapshots(), &EngineConfig::default(), None, &mut |_| {}).unwrap();
+        train(&log.reader(), &data.snapshots(), &config(), None, &mut |_| {}).unwrap();
     }
-    let state = Arc::new(AppState::open(&data, EngineConfig::default()).unwrap());
+    let state = Arc::new(AppState::open(&data, config()).unwrap());
     Server { _dir: dir, data, state }
 }
 
@@ -76,6 +82,19 @@ async fn recommend_returns_k_items_and_a_trace_on_request() {
     let stages = explained["trace"]["stages"].as_array().unwrap();
     assert_eq!(stages[0]["stage"], "candidates");
     assert_eq!(ids(&explained), ids(&body));
+}
+
+#[tokio::test]
+async fn a_request_context_picks_the_segment() {
+    let s = server();
+    let (status, body) = s.get("/recommend?k=5&context.age_band=25-34&explain=true").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ids(&body).len(), 5);
+    let stages = body["trace"]["stages"].as_array().unwrap();
+    let segment = stages.iter().find(|s| s["component"] == "segment").expect("a segment stage");
+    assert_eq!(segment["details"]["input"]["segments"], json!(["age_band=25-34"]), "{segment}");
+    assert!(segment["output"].as_u64().unwrap() > 0, "{segment}");
+    assert_error(&s.get("/recommend?context.=DE").await, StatusCode::BAD_REQUEST, Some("context."));
 }
 
 #[tokio::test]

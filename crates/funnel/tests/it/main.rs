@@ -65,6 +65,10 @@ fn import_train_recommend_returns_unseen_items_with_a_trace() {
     assert!(body["trace"]["stages"].as_array().unwrap().len() >= 4);
     let table = ok(&funnel(&data, &["recommend", "--user", "3", "--k", "3"]));
     assert!(table.lines().count() >= 4, "{table}");
+    let visitor = ok(&funnel(&data, &["recommend", "--context", "country=DE", "--k", "3", "--json"]));
+    assert!(visitor.contains("\"items\""), "{visitor}");
+    let stderr = failed(&funnel(&data, &["recommend", "--context", "DE"]));
+    assert!(stderr.contains("not name=value"), "{stderr}");
 }
 
 #[test]
