@@ -37,22 +37,42 @@ pub fn content_text(item: &Item) -> String {
     text
 }
 
+/// Identifies a text without keeping it: its length, FNV-1a 64 and CRC-32 (two unrelated
+/// hashes, so an accidental match of all three is out of reach for any real catalog).
+fn text_key(text: &str) -> u128 {
+    let fnv = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    (u128::from(fnv) << 64) | (u128::from(crc32fast::hash(text.as_bytes())) << 32) | (text.len() as u128 & 0xffff_ffff)
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ContentIndex {
     pub model: String,
     /// Row i is catalog item i.
     index: VectorIndex,
     ef_search: usize,
+    /// The key of the text each row was embedded from, so the next training re-embeds
+    /// only items whose text changed.
+    keys: Vec<u128>,
+}
+
+/// How many vectors a build embedded and how many it took over from the previous snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContentBuild {
+    pub embedded: usize,
+    pub reused: usize,
 }
 
 impl ContentIndex {
-    /// Embeds every item; `None` when the catalog is larger than `config.max_items`.
+    /// Embeds every item, taking the vector of an unchanged text from `previous` (the
+    /// last snapshot's index, when it used the same model); `None` when the catalog is
+    /// larger than `config.max_items`.
     pub fn build(
         items: &[Item],
         embedder: &dyn TextEmbedder,
         config: &ContentConfig,
+        previous: Option<&ContentIndex>,
         progress: &mut dyn FnMut(usize),
-    ) -> Result<Option<Self>, EngineError> {
+    ) -> Result<Option<(Self, ContentBuild)>, EngineError> {
         if items.is_empty() {
             return Ok(None);
         }
@@ -65,16 +85,40 @@ impl ContentIndex {
             return Ok(None);
         }
         let texts: Vec<String> = items.iter().map(content_text).collect();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let vectors = embedder.embed(&refs, progress).map_err(EngineError::Content)?;
-        let dim = vectors.first().map_or(0, Vec::len);
-        if vectors.len() != items.len() || vectors.iter().any(|v| v.len() != dim) || dim == 0 {
+        let keys: Vec<u128> = texts.iter().map(|t| text_key(t)).collect();
+        let known: rustc_hash::FxHashMap<u128, u32> = match previous.filter(|p| p.model == embedder.name()) {
+            Some(previous) => previous.keys.iter().enumerate().map(|(row, &key)| (key, row as u32)).collect(),
+            None => Default::default(),
+        };
+        let missing: Vec<usize> = (0..items.len()).filter(|&i| !known.contains_key(&keys[i])).collect();
+        let stats = ContentBuild { embedded: missing.len(), reused: items.len() - missing.len() };
+        if stats.reused > 0 {
+            progress(stats.reused);
+        }
+        let refs: Vec<&str> = missing.iter().map(|&i| texts[i].as_str()).collect();
+        let fresh =
+            if refs.is_empty() { Vec::new() } else { embedder.embed(&refs, progress).map_err(EngineError::Content)? };
+        let previous_dim = previous.and_then(|p| p.vector(0)).map_or(0, <[f32]>::len);
+        let dim = fresh.first().map_or(previous_dim, Vec::len);
+        if stats.reused > 0 && previous_dim != dim {
+            // The model folder changed under the same name: embed everything afresh.
+            return Self::build(items, embedder, config, None, progress);
+        }
+        if fresh.len() != missing.len() || fresh.iter().any(|v| v.len() != dim) || dim == 0 {
             return Err(EngineError::Content("the embedder returned vectors of the wrong number or size".into()));
         }
+        let mut fresh = fresh.into_iter();
+        let mut data = Vec::with_capacity(items.len() * dim);
+        for key in &keys {
+            match (known.get(key), previous) {
+                (Some(&row), Some(previous)) => data.extend_from_slice(previous.index.vector(row)),
+                _ => data.extend(fresh.next().expect("one fresh vector per missing text")),
+            }
+        }
         let params = HnswParams { m: config.hnsw_m, ef_construction: config.ef_construction, seed: 42 };
-        let index = VectorIndex::build(vectors.concat(), dim, Metric::Cosine, params, config.exact_below)
+        let index = VectorIndex::build(data, dim, Metric::Cosine, params, config.exact_below)
             .map_err(|e| EngineError::Content(e.to_string()))?;
-        Ok(Some(Self { model: embedder.name(), index, ef_search: config.ef_search }))
+        Ok(Some((Self { model: embedder.name(), index, ef_search: config.ef_search, keys }, stats)))
     }
 
     pub fn len(&self) -> usize {

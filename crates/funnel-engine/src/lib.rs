@@ -26,7 +26,7 @@ pub use cf::{CfModel, Collaborative, TowerFeatures};
 pub use config::{
     ConfigError, ContentConfig, EngineConfig, SearchConfig, SegmentConfig, SourceConfig, SurfaceConfig, TrainConfig,
 };
-pub use content::{ContentIndex, TextEmbedder, content_text};
+pub use content::{ContentBuild, ContentIndex, TextEmbedder, content_text};
 pub use engine::Engine;
 pub use pipeline::{CandidateSource, ExplorationPolicy, Ranker, Rule};
 pub use request::{Request, RequestContext, Response};

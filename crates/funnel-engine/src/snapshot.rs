@@ -18,8 +18,8 @@ use crate::{Catalog, EngineError, SearchConfig, TrainConfig};
 
 /// Bumped whenever a part's encoding changes (postcard is not self-describing, so an old
 /// file cannot be read by new code). 2: CF with an ANN index, content vectors.
-/// 3: segments.
-pub const FORMAT_VERSION: u32 = 3;
+/// 3: segments. 4: content text keys (unchanged items keep their vectors).
+pub const FORMAT_VERSION: u32 = 4;
 const MANIFEST: &str = "manifest.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +159,19 @@ impl Snapshot {
         let path = dir.join(MANIFEST);
         let json = serde_json::to_vec_pretty(&self.manifest).map_err(|e| snapshot_error(&path, e.to_string()))?;
         fs::write(&path, json).map_err(|e| snapshot_error(&path, e.to_string()))
+    }
+
+    /// Only the content vectors of the snapshot in `dir` (for reuse by the next training);
+    /// `None` when it has none or cannot be read.
+    pub fn load_content(dir: &Path) -> Option<ContentIndex> {
+        let text = fs::read(dir.join(MANIFEST)).ok()?;
+        let manifest: Manifest = serde_json::from_slice(&text).ok()?;
+        if manifest.format_version != FORMAT_VERSION || !manifest.files.iter().any(|f| f.name == "content.bin") {
+            return None;
+        }
+        read_part(dir, &manifest, "content.bin")
+            .map_err(|error| tracing::warn!(%error, "previous content vectors not reused"))
+            .ok()
     }
 
     pub fn load(dir: &Path) -> Result<Self, EngineError> {

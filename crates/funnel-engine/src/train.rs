@@ -9,7 +9,7 @@ use funnel_store::{LogReader, SnapshotDir, SnapshotId};
 use funnel_text::{AnalyzerConfig, Bm25Index, Bm25Params, DocText};
 
 use crate::cf::{Collaborative, TowerFeatures};
-use crate::content::{ContentIndex, TextEmbedder};
+use crate::content::{ContentBuild, ContentIndex, TextEmbedder};
 use crate::segments::{SegmentInput, Segments};
 use crate::snapshot::{FORMAT_VERSION, Histories, Manifest, Popularity};
 use crate::{Catalog, EngineConfig, EngineError, SearchConfig, Snapshot, TrainConfig};
@@ -22,6 +22,8 @@ pub struct TrainReport {
     pub users: usize,
     pub events: u64,
     pub terms: usize,
+    /// Content vectors embedded now, and taken over unchanged from the previous snapshot.
+    pub content: ContentBuild,
     /// Seconds spent in each phase, in order.
     pub phases: Vec<(&'static str, f64)>,
 }
@@ -156,6 +158,7 @@ pub fn train_with_embedder(
     let popularity = popularity(&gathered, &config.train, as_of);
     let histories = histories(&gathered, as_of);
     let segments = segments(&gathered, config, as_of);
+    let mut content_build = ContentBuild::default();
     let content = match embedder {
         Some(embedder) => {
             phases.start("content vectors");
@@ -166,7 +169,12 @@ pub fn train_with_embedder(
                 done += n;
                 report(&format!("content vectors {done}/{total}"));
             };
-            ContentIndex::build(&gathered.items, embedder, &config.content, &mut tick)?
+            let previous = snapshots.latest()?.and_then(|id| Snapshot::load_content(&snapshots.path_of(id)));
+            let built = ContentIndex::build(&gathered.items, embedder, &config.content, previous.as_ref(), &mut tick)?;
+            built.map(|(index, stats)| {
+                content_build = stats;
+                index
+            })
         }
         None => None,
     };
@@ -227,6 +235,7 @@ pub fn train_with_embedder(
         users: snapshot.manifest.users,
         events,
         terms: snapshot.text.n_terms(),
+        content: content_build,
         phases: phases.done,
     })
 }

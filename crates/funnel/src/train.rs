@@ -18,6 +18,7 @@ pub fn run(data: &DataDir, config: &EngineConfig, args: &TrainArgs) -> anyhow::R
         let body = json!({
             "snapshot": report.snapshot.to_string(), "as_of": report.as_of, "items": report.items,
             "users": report.users, "events": report.events, "terms": report.terms, "seconds": seconds,
+            "content_vectors": {"embedded": report.content.embedded, "reused": report.content.reused},
             "phases": report.phases.iter().map(|(name, secs)| json!({"phase": name, "seconds": secs})).collect::<Vec<_>>(),
         });
         out!("{body}");
@@ -33,6 +34,14 @@ pub fn run(data: &DataDir, config: &EngineConfig, args: &TrainArgs) -> anyhow::R
         );
         let phases: Vec<String> = report.phases.iter().map(|(name, secs)| format!("{name} {secs:.2} s")).collect();
         out!("  {}", phases.join(", "));
+        let content = report.content;
+        if content.embedded + content.reused > 0 {
+            out!(
+                "  content vectors: {} embedded, {} unchanged from the previous snapshot",
+                content.embedded,
+                content.reused
+            );
+        }
     }
     Ok(())
 }
@@ -48,7 +57,11 @@ pub fn build(data: &DataDir, config: &EngineConfig, as_of: Option<i64>, show: bo
             spinner.set_message(format!("loading the content model {model}"));
             let loaded = funnel_vector::Embedder::load(std::path::Path::new(model))
                 .with_context(|| format!("content.model = {model}"))?;
-            Some(ContentModel { name: model.to_owned(), embedder: loaded })
+            // The weights' size goes into the name, so a different model put in the same
+            // folder does not inherit the previous snapshot's vectors.
+            let weights =
+                std::fs::metadata(std::path::Path::new(model).join("model.safetensors")).map_or(0, |m| m.len());
+            Some(ContentModel { name: format!("{model} ({weights}-byte weights)"), embedder: loaded })
         }
     };
     let reader = LogReader::new(data.log());

@@ -274,6 +274,23 @@ fn content_vectors_bring_new_items_to_users_and_similar_requests() {
     assert_eq!(ids(&similar)[0], "new");
     // A user without history has no profile: the content source proposes nothing.
     assert!(engine.run(&Request { user: Some("nobody".into()), ..request("home") }).unwrap().items.is_empty());
+
+    // Training again embeds only the item whose text changed; the others keep their vectors.
+    log.append(&[item("new", "Rust web server, second edition", true, true)]).unwrap();
+    let again = crate::train_with_embedder(&log.reader(), &snapshots, &config, None, Some(&BagOfWords), &mut |_| {});
+    assert_eq!(again.unwrap().content, crate::ContentBuild { embedded: 1, reused: 4 });
+    let engine = Engine::open_latest(&snapshots, &config).unwrap();
+    let content = engine.snapshot().content.as_ref().unwrap();
+    let fresh =
+        crate::TextEmbedder::embed(&BagOfWords, &["Rust web server, second edition"], &mut |_| {}).unwrap().remove(0);
+    let new = engine.snapshot().catalog.index_of("new").unwrap();
+    assert_eq!(content.vector(new).unwrap(), &normalised(fresh)[..], "the changed item was embedded anew");
+}
+
+fn normalised(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
 }
 
 #[test]
