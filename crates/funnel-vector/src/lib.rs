@@ -6,9 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
+mod bert;
+
+pub use bert::{BertConfig, BertEncoder};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,10 +25,10 @@ pub enum VectorError {
 
 /// Sentences per forward pass; inputs are sorted by length first so that a batch pads
 /// little.
-const BATCH: usize = 32;
+const BATCH: usize = 16;
 
 pub struct Embedder {
-    model: BertModel,
+    model: BertEncoder,
     tokenizer: Tokenizer,
     device: Device,
     dim: usize,
@@ -57,17 +59,14 @@ impl Embedder {
     pub fn load(dir: &Path) -> Result<Self, VectorError> {
         let config_path = dir.join("config.json");
         let config_text = std::fs::read_to_string(&config_path).map_err(|e| model_error(&config_path, e))?;
-        let config: Config = serde_json::from_str(&config_text).map_err(|e| model_error(&config_path, e))?;
-        let dim = serde_json::from_str::<serde_json::Value>(&config_text)
-            .ok()
-            .and_then(|v| v["hidden_size"].as_u64())
-            .ok_or_else(|| model_error(&config_path, "no hidden_size"))? as usize;
+        let config: BertConfig = serde_json::from_str(&config_text).map_err(|e| model_error(&config_path, e))?;
+        let dim = config.hidden_size;
         let weights_path = dir.join("model.safetensors");
         let weights = std::fs::read(&weights_path).map_err(|e| model_error(&weights_path, e))?;
         let device = Device::Cpu;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .map_err(|e| model_error(&weights_path, e))?;
-        let model = BertModel::load(vb, &config).map_err(|e| model_error(&weights_path, e))?;
+        let model = BertEncoder::load(vb, &config).map_err(|e| model_error(&weights_path, e))?;
         let tokenizer_path = dir.join("tokenizer.json");
         let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| model_error(&tokenizer_path, e))?;
         // tokenizer.json may preset fixed padding and a short truncation: use the model's.
@@ -117,7 +116,7 @@ impl Embedder {
         let ids = rows(&|e| e.get_ids())?;
         let type_ids = rows(&|e| e.get_type_ids())?;
         let mask = rows(&|e| e.get_attention_mask())?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
+        let hidden = self.model.forward(&ids, &type_ids, &mask)?;
         Ok(mean_pool_normalised(&hidden, &mask)?.to_vec2::<f32>()?)
     }
 }
