@@ -215,6 +215,26 @@ def eval_search_gate(binary, shared, work):
         at_least(f"eval search: bm25 ndcg@10 on {name}", json.loads(out)["metrics"]["ndcg@10"], floor)
 
 
+def hybrid_search_gate(binary, shared, work):
+    """Dense (MiniLM) and hybrid retrieval on the three IR collections: floors per mode, and
+    each hybrid at least the better of BM25 and dense on average over the collections."""
+    model = os.path.join(shared, "models/all-MiniLM-L6-v2")
+    modes = ["bm25", "dense", "hybrid-rrf", "hybrid-weighted"]
+    ndcg = {}
+    for name in thresholds()["search_bm25_ndcg@10"]:
+        out, *_ = run(binary, work, "eval", "search", "--beir", os.path.join(shared, "data/ir", name, "beir"),
+                      "--mode", ",".join(modes), "--model", model, "--json")
+        ndcg[name] = {r["system"]: r["metrics"]["ndcg@10"] for r in map(json.loads, out.splitlines())}
+        for mode in modes[1:]:
+            at_least(f"eval search: {mode} ndcg@10 on {name}", ndcg[name][mode],
+                     thresholds()[f"search_{mode.replace('-', '_')}_ndcg@10"][name])
+    best_single = sum(max(n["bm25"], n["dense"]) for n in ndcg.values()) / len(ndcg)
+    for mode in modes[2:]:
+        mean = sum(n[mode] for n in ndcg.values()) / len(ndcg)
+        check(f"eval search: {mode} beats the better of bm25 and dense on average", mean >= best_single,
+              f"{mean:.4f} vs {best_single:.4f}")
+
+
 def eval_ltr_gate(binary, shared, work):
     base = os.path.join(shared, "data/ltr/lightgbm-lambdarank")
     out, *_ = run(binary, work, "eval", "ltr", "--train", f"{base}/rank.train", "--test", f"{base}/rank.test", "--json")
@@ -228,7 +248,7 @@ def main():
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="funnel-gates-")
     try:
-        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, cold_start_gate, embedding_gate, content_gate, eval_search_gate, eval_ltr_gate, corpus_gate):
+        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, cold_start_gate, embedding_gate, content_gate, eval_search_gate, hybrid_search_gate, eval_ltr_gate, corpus_gate):
             try:
                 gate(args.bin, args.shared, work)
             except Exception as error:  # a crash of one gate is a failure, not a skip

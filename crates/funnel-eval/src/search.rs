@@ -1,39 +1,121 @@
-//! `funnel eval search`: build Funnel's text index over a BEIR collection's corpus, run
-//! its judged queries, and score the rankings with trec_eval's semantics.
+//! `funnel eval search`: build Funnel's text index (and, for dense and hybrid modes, the
+//! documents' embeddings) over a BEIR collection's corpus, run its judged queries, and
+//! score the rankings with trec_eval's semantics.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use funnel_engine::{SearchConfig, build_text_index};
+use funnel_engine::{SearchConfig, TextEmbedder, build_text_index, content_text};
 use funnel_store::import::{Format, read_beir_queries, read_items, read_qrels};
+use funnel_text::fusion::{self, Normalisation, Ranked};
 use serde_json::json;
 
 use crate::metrics::{Discount, Gain, Judgments, Metric};
 use crate::trec::{Ranking, trec_order};
 use crate::{EvalError, Report, Timing, stats};
 
-/// Retrieval modes; dense and hybrid modes arrive with the search work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Retrieval modes.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Mode {
     Bm25,
+    /// Nearest documents to the query's embedding (exact inner product).
+    Dense,
+    /// Reciprocal rank fusion of BM25 and dense with constant `k`.
+    HybridRrf {
+        k: f32,
+        dense_weight: f32,
+    },
+    /// Weighted sum of normalised BM25 and dense scores.
+    HybridWeighted {
+        dense_weight: f32,
+        normalisation: Normalisation,
+    },
 }
 
 impl Mode {
-    pub fn parse(text: &str) -> Result<Self, EvalError> {
+    pub const NAMES: &str = "bm25, dense, hybrid-rrf, hybrid-weighted";
+
+    /// `rrf_k`, `dense_weight` and `normalisation` apply to the hybrid modes.
+    pub fn parse(text: &str, rrf_k: f32, dense_weight: f32, normalisation: &str) -> Result<Self, EvalError> {
+        if !(0.0..=1.0).contains(&dense_weight) {
+            return Err(EvalError::Input(format!("--dense-weight must be in [0, 1], got {dense_weight}")));
+        }
+        if !(rrf_k >= 0.0 && rrf_k.is_finite()) {
+            return Err(EvalError::Input(format!("--rrf-k must be ≥ 0, got {rrf_k}")));
+        }
+        let normalisation = match normalisation {
+            "min-max" => Normalisation::MinMax,
+            "z-score" => Normalisation::ZScore,
+            other => return Err(EvalError::Input(format!("unknown --normalisation `{other}` (min-max, z-score)"))),
+        };
         match text {
             "bm25" => Ok(Self::Bm25),
-            "dense" | "hybrid-rrf" | "hybrid-weighted" => {
-                Err(EvalError::Input(format!("--mode {text} is not built yet; available: bm25")))
-            }
-            other => Err(EvalError::Input(format!("unknown --mode `{other}`; available: bm25"))),
+            "dense" => Ok(Self::Dense),
+            "hybrid-rrf" => Ok(Self::HybridRrf { k: rrf_k, dense_weight }),
+            "hybrid-weighted" => Ok(Self::HybridWeighted { dense_weight, normalisation }),
+            other => Err(EvalError::Input(format!("unknown --mode `{other}`; available: {}", Self::NAMES))),
         }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Bm25 => "bm25",
+            Self::Dense => "dense",
+            Self::HybridRrf { .. } => "hybrid-rrf",
+            Self::HybridWeighted { .. } => "hybrid-weighted",
+        }
+    }
+
+    fn params(&self) -> serde_json::Value {
+        match *self {
+            Self::HybridRrf { k, dense_weight } => json!({ "rrf_k": k, "dense_weight": shortest(dense_weight) }),
+            Self::HybridWeighted { dense_weight, normalisation } => json!({ "dense_weight": shortest(dense_weight),
+                "normalisation": if normalisation == Normalisation::MinMax { "min-max" } else { "z-score" } }),
+            _ => json!({}),
+        }
+    }
+
+    fn needs_dense(&self) -> bool {
+        *self != Self::Bm25
+    }
+}
+
+/// Unit vectors of the documents, for exact nearest-neighbour search.
+struct DenseIndex {
+    dim: usize,
+    data: Vec<f32>,
+}
+
+impl DenseIndex {
+    fn build(texts: &[String], embedder: &dyn TextEmbedder) -> Result<Self, EvalError> {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let vectors = embedder.embed(&refs, &mut |_| {}).map_err(EvalError::Input)?;
+        let dim = vectors.first().map_or(0, Vec::len);
+        Ok(Self { dim, data: vectors.concat() })
+    }
+
+    fn search(&self, query: &[f32], depth: usize) -> Vec<(u32, f32)> {
+        let mut scored: Vec<(u32, f32)> = self
+            .data
+            .chunks_exact(self.dim.max(1))
+            .enumerate()
+            .map(|(doc, v)| (doc as u32, v.iter().zip(query).map(|(a, b)| a * b).sum()))
+            .collect();
+        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if scored.len() > depth && depth > 0 {
+            scored.select_nth_unstable_by(depth - 1, order);
+            scored.truncate(depth);
+        }
+        scored.sort_unstable_by(order);
+        scored
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct SearchOptions {
-    pub mode: Mode,
+    /// One result per mode (the documents are embedded once for all of them).
+    pub modes: Vec<Mode>,
     /// Documents retrieved per query (the run's depth).
     pub depth: usize,
     /// Qrels file name under `qrels/` without `.tsv`.
@@ -62,7 +144,22 @@ fn shortest(value: f32) -> f64 {
     value.to_string().parse().unwrap_or(f64::from(value))
 }
 
-pub fn evaluate(dir: &Path, options: &SearchOptions) -> Result<SearchResult, EvalError> {
+/// Evaluates each of `options.modes` on the BEIR folder `dir`, one result per mode; dense
+/// and hybrid modes embed the documents and queries with `embedder` (once for all modes).
+pub fn evaluate(
+    dir: &Path,
+    options: &SearchOptions,
+    embedder: Option<&dyn TextEmbedder>,
+) -> Result<Vec<SearchResult>, EvalError> {
+    let needs_dense = options.modes.iter().any(Mode::needs_dense);
+    let embedder = match (needs_dense, embedder) {
+        (true, None) => {
+            return Err(EvalError::Input(
+                "dense and hybrid modes need an embedding model: --model DIR (or content.model)".into(),
+            ));
+        }
+        (needs, embedder) => embedder.filter(|_| needs),
+    };
     let missing = |name: &str| EvalError::Input(format!("{}: no {name} (expected the BEIR layout)", dir.display()));
     let corpus = dir.join("corpus.jsonl");
     let queries_path = dir.join("queries.jsonl");
@@ -75,7 +172,13 @@ pub fn evaluate(dir: &Path, options: &SearchOptions) -> Result<SearchResult, Eva
     let items = read_items(&corpus, Format::Beir)?;
     let started = Instant::now();
     let index = build_text_index(&items, &options.search);
-    let index_s = started.elapsed().as_secs_f64();
+    let bm25_index_s = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let dense = match embedder {
+        Some(embedder) => Some(DenseIndex::build(&items.iter().map(content_text).collect::<Vec<_>>(), embedder)?),
+        None => None,
+    };
+    let dense_index_s = started.elapsed().as_secs_f64();
 
     let queries: BTreeMap<String, String> =
         read_beir_queries(&queries_path)?.into_iter().map(|q| (q.id, q.text)).collect();
@@ -89,25 +192,96 @@ pub fn evaluate(dir: &Path, options: &SearchOptions) -> Result<SearchResult, Eva
         .map(|(q, grades)| (q, Judgments::new(grades)))
         .filter(|(q, j)| j.n_relevant() > 0 && queries.contains_key(q))
         .collect();
-
     let started = Instant::now();
-    let rankings: Vec<(String, Ranking)> = evaluated
-        .iter()
-        .map(|(query, _)| {
-            let hits = index.search(&queries[query], options.depth, &|_| true);
-            let mut ranking: Ranking =
-                hits.iter().map(|h| (items[h.doc as usize].id.clone(), f64::from(h.score))).collect();
-            trec_order(&mut ranking);
-            (query.clone(), ranking)
-        })
-        .collect();
-    let eval_s = started.elapsed().as_secs_f64();
+    let query_vectors = match embedder {
+        Some(embedder) => {
+            let texts: Vec<&str> = evaluated.iter().map(|(q, _)| queries[q].as_str()).collect();
+            embedder.embed(&texts, &mut |_| {}).map_err(EvalError::Input)?
+        }
+        None => Vec::new(),
+    };
+    let query_embed_s = started.elapsed().as_secs_f64();
 
-    let mut per_query: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for metric in search_metrics(options.depth) {
+    let corpus = Corpus { items: &items, index: &index, dense: dense.as_ref(), queries: &queries, query_vectors };
+    let mut results = Vec::with_capacity(options.modes.len());
+    for &mode in &options.modes {
+        let started = Instant::now();
+        let rankings: Vec<(String, Ranking)> = evaluated
+            .iter()
+            .enumerate()
+            .map(|(n, (query, _))| (query.clone(), corpus.rank(mode, query, n, options.depth)))
+            .collect();
+        let uses = |dense: bool| if dense { 1.0 } else { 0.0 };
+        let eval_s = started.elapsed().as_secs_f64() + uses(mode.needs_dense()) * query_embed_s;
+        let index_s = bm25_index_s + uses(mode.needs_dense()) * dense_index_s;
+        let per_query = score(&evaluated, &rankings, options.depth);
+        let report = Report {
+            task: "search",
+            dataset: dir.display().to_string(),
+            system: mode.name().into(),
+            params: params(options, mode, items.len(), embedder.filter(|_| mode.needs_dense())),
+            metrics: per_query.iter().map(|(m, v)| (m.clone(), stats::mean(v))).collect(),
+            n_evaluated: evaluated.len(),
+            n_skipped: n_judged - evaluated.len(),
+            timing: Timing { fit_s: 0.0, index_s, eval_s, qps: evaluated.len() as f64 / eval_s.max(1e-9) },
+            baseline: None,
+            comparison: BTreeMap::new(),
+        };
+        results.push(SearchResult { report, per_query, rankings });
+    }
+    Ok(results)
+}
+
+/// What the modes search: the documents, their BM25 index and vectors, the queries.
+struct Corpus<'a> {
+    items: &'a [funnel_core::Item],
+    index: &'a funnel_text::Bm25Index,
+    dense: Option<&'a DenseIndex>,
+    queries: &'a BTreeMap<String, String>,
+    /// The vectors of the evaluated queries, in order.
+    query_vectors: Vec<Vec<f32>>,
+}
+
+impl Corpus<'_> {
+    /// The ranking of `mode` for the `n`-th evaluated query.
+    fn rank(&self, mode: Mode, query: &str, n: usize, depth: usize) -> Ranking {
+        let bm25 = || -> Vec<(u32, f32)> {
+            self.index.search(&self.queries[query], depth, &|_| true).iter().map(|h| (h.doc, h.score)).collect()
+        };
+        let vector = || self.dense.map(|d| d.search(&self.query_vectors[n], depth)).unwrap_or_default();
+        let both = |dense_weight: f32| (bm25(), vector(), dense_weight);
+        let hits = match mode {
+            Mode::Bm25 => bm25(),
+            Mode::Dense => vector(),
+            Mode::HybridRrf { k, dense_weight } => {
+                let (text, vectors, w) = both(dense_weight);
+                let lists = [Ranked { hits: &text, weight: 1.0 - w }, Ranked { hits: &vectors, weight: w }];
+                fusion::reciprocal_rank(&lists, k, depth)
+            }
+            Mode::HybridWeighted { dense_weight, normalisation } => {
+                let (text, vectors, w) = both(dense_weight);
+                let lists = [Ranked { hits: &text, weight: 1.0 - w }, Ranked { hits: &vectors, weight: w }];
+                fusion::weighted(&lists, normalisation, depth)
+            }
+        };
+        let mut ranking: Ranking =
+            hits.iter().map(|&(doc, score)| (self.items[doc as usize].id.clone(), f64::from(score))).collect();
+        trec_order(&mut ranking);
+        ranking
+    }
+}
+
+/// Each metric per evaluated query.
+fn score(
+    evaluated: &[(String, Judgments<String>)],
+    rankings: &[(String, Ranking)],
+    depth: usize,
+) -> BTreeMap<String, Vec<f64>> {
+    let mut per_query = BTreeMap::new();
+    for metric in search_metrics(depth) {
         let values = evaluated
             .iter()
-            .zip(&rankings)
+            .zip(rankings)
             .map(|((_, judged), (_, ranking))| {
                 let ranked: Vec<String> = ranking.iter().map(|(d, _)| d.clone()).collect();
                 metric.compute(&ranked, judged, Gain::Exponential, Discount::Log2)
@@ -115,20 +289,83 @@ pub fn evaluate(dir: &Path, options: &SearchOptions) -> Result<SearchResult, Eva
             .collect();
         per_query.insert(metric.to_string(), values);
     }
-    let report = Report {
-        task: "search",
-        dataset: dir.display().to_string(),
-        system: "bm25".into(),
-        params: json!({ "k1": shortest(options.search.k1), "b": shortest(options.search.b),
-                        "title_weight": shortest(options.search.title_weight),
-                        "stem": options.search.stem, "stop_words": options.search.stop_words, "depth": options.depth,
-                        "documents": items.len(), "split": options.split }),
-        metrics: per_query.iter().map(|(m, v)| (m.clone(), stats::mean(v))).collect(),
-        n_evaluated: evaluated.len(),
-        n_skipped: n_judged - evaluated.len(),
-        timing: Timing { fit_s: 0.0, index_s, eval_s, qps: evaluated.len() as f64 / eval_s.max(1e-9) },
-        baseline: None,
-        comparison: BTreeMap::new(),
-    };
-    Ok(SearchResult { report, per_query, rankings })
+    per_query
+}
+
+fn params(
+    options: &SearchOptions,
+    mode: Mode,
+    documents: usize,
+    embedder: Option<&dyn TextEmbedder>,
+) -> serde_json::Value {
+    let search = &options.search;
+    let mut params = json!({ "k1": shortest(search.k1), "b": shortest(search.b),
+                "title_weight": shortest(search.title_weight), "stem": search.stem, "stop_words": search.stop_words,
+                "depth": options.depth, "documents": documents, "split": options.split });
+    if let (Some(map), serde_json::Value::Object(extra)) = (params.as_object_mut(), mode.params()) {
+        map.extend(extra);
+    }
+    if let Some(embedder) = embedder {
+        params["model"] = json!(embedder.name());
+    }
+    params
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One dimension per known word: a toy model in which "flutter" and "oscillation"
+    /// mean the same (what BM25 cannot see).
+    struct Synonyms;
+
+    impl TextEmbedder for Synonyms {
+        fn name(&self) -> String {
+            "synonyms".into()
+        }
+
+        fn embed(&self, texts: &[&str], _: &mut dyn FnMut(usize)) -> Result<Vec<Vec<f32>>, String> {
+            let words = [["flutter", "oscillation"], ["wing", "wing"], ["heat", "thermal"], ["shell", "shells"]];
+            Ok(texts
+                .iter()
+                .map(|text| {
+                    let mut v: Vec<f32> = words
+                        .iter()
+                        .map(|pair| {
+                            text.split_whitespace().filter(|w| pair.contains(&w.to_lowercase().as_str())).count() as f32
+                        })
+                        .collect();
+                    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+                    v.iter_mut().for_each(|x| *x /= norm);
+                    v
+                })
+                .collect())
+        }
+    }
+
+    fn beir(dir: &Path) {
+        std::fs::create_dir_all(dir.join("qrels")).unwrap();
+        let corpus = [
+            r#"{"_id": "d1", "title": "wing oscillation", "text": "oscillation of a wing"}"#,
+            r#"{"_id": "d2", "title": "thermal loads", "text": "heat in a thin shell"}"#,
+            r#"{"_id": "d3", "title": "shell buckling", "text": "buckling of thin shells"}"#,
+        ];
+        std::fs::write(dir.join("corpus.jsonl"), corpus.join("\n")).unwrap();
+        std::fs::write(dir.join("queries.jsonl"), r#"{"_id": "1", "text": "flutter"}"#).unwrap();
+        std::fs::write(dir.join("qrels/test.tsv"), "query-id\tcorpus-id\tscore\n1\td1\t1\n").unwrap();
+    }
+
+    #[test]
+    fn dense_and_hybrid_modes_find_what_bm25_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        beir(dir.path());
+        let parse = |m| Mode::parse(m, 60.0, 0.5, "min-max").unwrap();
+        let modes = ["bm25", "dense", "hybrid-rrf", "hybrid-weighted"].map(parse).to_vec();
+        let options = SearchOptions { modes, depth: 10, split: "test".into(), search: SearchConfig::default() };
+        let results = evaluate(dir.path(), &options, Some(&Synonyms)).unwrap();
+        let ndcg: Vec<f64> = results.iter().map(|r| r.report.metrics["ndcg@10"]).collect();
+        assert_eq!(ndcg, [0.0, 1.0, 1.0, 1.0], "\"flutter\" is in no document; its synonym is in d1");
+        assert_eq!(results[2].report.params["rrf_k"], 60.0);
+        assert!(evaluate(dir.path(), &options, None).unwrap_err().to_string().contains("embedding model"));
+    }
 }

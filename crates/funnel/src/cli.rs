@@ -170,15 +170,31 @@ pub struct EvalRecsArgs {
 /// orders a run (score, then document id descending). BM25 settings come from the
 /// [search] configuration.
 ///
-/// Example: funnel eval search --beir ir/cranfield/beir --run cranfield.run --json
+/// Examples:
+///   funnel eval search --beir ir/cranfield/beir --run cranfield.run --json
+///   funnel eval search --beir ir/cranfield/beir --mode bm25,dense,hybrid-rrf --model models/all-MiniLM-L6-v2
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct EvalSearchArgs {
     #[arg(long)]
     pub beir: PathBuf,
-    /// Retrieval mode (available: bm25).
+    /// Retrieval modes, comma-separated (one report each): bm25, dense (MiniLM vectors,
+    /// exact search), hybrid-rrf (reciprocal rank fusion of the two), hybrid-weighted
+    /// (weighted sum of normalised scores).
     #[arg(long, default_value = "bm25")]
     pub mode: String,
+    /// Embedding model folder for dense and hybrid modes (default: content.model).
+    #[arg(long, env = "FUNNEL_EMBEDDING_MODEL")]
+    pub model: Option<String>,
+    /// Hybrid modes: the dense list's weight; BM25 gets 1 − this.
+    #[arg(long, default_value_t = 0.5)]
+    pub dense_weight: f32,
+    /// hybrid-rrf: the constant k in 1 / (k + rank).
+    #[arg(long, default_value_t = 60.0)]
+    pub rrf_k: f32,
+    /// hybrid-weighted: how scores are put on one scale (min-max or z-score).
+    #[arg(long, default_value = "min-max")]
+    pub normalisation: String,
     /// Documents retrieved per query.
     #[arg(long, default_value_t = 1000)]
     pub depth: usize,

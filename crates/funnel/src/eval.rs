@@ -7,6 +7,8 @@ use funnel_core::Event;
 use funnel_engine::EngineConfig;
 use funnel_eval::recs::{ModelResult, RecsOptions};
 use funnel_eval::search::{Mode, SearchOptions};
+
+use crate::train::ContentModel;
 use funnel_eval::split::Method;
 use funnel_eval::{Report, trec};
 use funnel_store::import::Format;
@@ -102,18 +104,28 @@ fn write_runs(path: &Path, results: &[ModelResult]) -> anyhow::Result<()> {
 }
 
 fn search(config: &EngineConfig, args: &EvalSearchArgs) -> anyhow::Result<()> {
-    let options = SearchOptions {
-        mode: Mode::parse(&args.mode)?,
-        depth: args.depth,
-        split: args.split.clone(),
-        search: config.search.clone(),
+    let modes = args
+        .mode
+        .split(',')
+        .map(|m| Mode::parse(m.trim(), args.rrf_k, args.dense_weight, &args.normalisation))
+        .collect::<Result<Vec<_>, _>>()?;
+    let needs_model = modes.iter().any(|m| *m != Mode::Bm25);
+    let options = SearchOptions { modes, depth: args.depth, split: args.split.clone(), search: config.search.clone() };
+    let model = args.model.clone().or_else(|| Some(config.content.model.clone()).filter(|m| !m.is_empty()));
+    let embedder = match model.filter(|_| needs_model) {
+        Some(model) => Some(ContentModel::load(&model).with_context(|| format!("--model {model}"))?),
+        None => None,
     };
-    let result = funnel_eval::search::evaluate(&args.beir, &options)?;
+    let embedder = embedder.as_ref().map(|e| e as &dyn funnel_engine::TextEmbedder);
+    let results = funnel_eval::search::evaluate(&args.beir, &options, embedder)?;
     if let Some(run) = &args.run {
-        trec::write_run(run, &result.report.system, &result.rankings)?;
+        if results.len() > 1 {
+            anyhow::bail!("--run writes one mode's run: give a single --mode");
+        }
+        trec::write_run(run, &results[0].report.system, &results[0].rankings)?;
         eprintln!("wrote {}", run.display());
     }
-    print_reports(&[&result.report], args.json)
+    print_reports(&results.iter().map(|r| &r.report).collect::<Vec<_>>(), args.json)
 }
 
 fn ltr(args: &EvalLtrArgs) -> anyhow::Result<()> {

@@ -55,13 +55,7 @@ pub fn build(data: &DataDir, config: &EngineConfig, as_of: Option<i64>, show: bo
         "" => None,
         model => {
             spinner.set_message(format!("loading the content model {model}"));
-            let loaded = funnel_vector::Embedder::load(std::path::Path::new(model))
-                .with_context(|| format!("content.model = {model}"))?;
-            // The weights' size goes into the name, so a different model put in the same
-            // folder does not inherit the previous snapshot's vectors.
-            let weights =
-                std::fs::metadata(std::path::Path::new(model).join("model.safetensors")).map_or(0, |m| m.len());
-            Some(ContentModel { name: format!("{model} ({weights}-byte weights)"), embedder: loaded })
+            Some(ContentModel::load(model).with_context(|| format!("content.model = {model}"))?)
         }
     };
     let reader = LogReader::new(data.log());
@@ -78,9 +72,19 @@ pub fn build(data: &DataDir, config: &EngineConfig, as_of: Option<i64>, show: bo
 }
 
 /// The MiniLM embedder as the engine's content model.
-struct ContentModel {
+pub struct ContentModel {
     name: String,
     embedder: funnel_vector::Embedder,
+}
+
+impl ContentModel {
+    pub fn load(model: &str) -> anyhow::Result<Self> {
+        let embedder = funnel_vector::Embedder::load(std::path::Path::new(model))?;
+        // The weights' size goes into the name, so a different model put in the same
+        // folder does not inherit the previous snapshot's vectors.
+        let weights = std::fs::metadata(std::path::Path::new(model).join("model.safetensors")).map_or(0, |m| m.len());
+        Ok(Self { name: format!("{model} ({weights}-byte weights)"), embedder })
+    }
 }
 
 impl TextEmbedder for ContentModel {

@@ -94,7 +94,9 @@ fn eval_search_scores_a_beir_folder() {
     assert_eq!((report["n_evaluated"].as_u64(), report["n_skipped"].as_u64()), (Some(2), Some(1)));
     assert_eq!(report["metrics"]["ndcg@10"], 1.0);
     let stderr = failed(&funnel(dir.path(), &["eval", "search", "--beir", beir.to_str().unwrap(), "--mode", "dense"]));
-    assert!(stderr.contains("--mode dense is not built yet"), "{stderr}");
+    assert!(stderr.contains("need an embedding model"), "{stderr}");
+    let stderr = failed(&funnel(dir.path(), &["eval", "search", "--beir", beir.to_str().unwrap(), "--mode", "magic"]));
+    assert!(stderr.contains("unknown --mode `magic`"), "{stderr}");
     let stderr = failed(&funnel(dir.path(), &["eval", "search", "--beir", dir.path().to_str().unwrap()]));
     assert!(stderr.contains("corpus.jsonl"), "{stderr}");
 }
