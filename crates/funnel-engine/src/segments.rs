@@ -37,23 +37,30 @@ pub struct Segments {
 /// The segment name of one attribute value (`country=de`, lower case); `None` for values
 /// that do not segment (null, arrays, objects, empty strings).
 pub(crate) fn segment_name(key: &str, value: &Value, buckets: &BTreeMap<String, Vec<f64>>) -> Option<String> {
+    // Case-insensitive: a request's `Country=de` finds the users stored with country "DE".
+    let key = key.trim().to_lowercase();
+    if key.is_empty() || key.contains('=') {
+        return None;
+    }
+    let edges = buckets.iter().find(|(name, _)| name.to_lowercase() == key).map(|(_, edges)| edges);
     let label = match value {
         Value::String(s) if s.trim().is_empty() => return None,
-        Value::String(s) => match (buckets.get(key), s.trim().parse::<f64>()) {
+        Value::String(s) => match (edges, s.trim().parse::<f64>()) {
             (Some(edges), Ok(x)) if x.is_finite() => bucket_label(x, edges),
             _ => s.trim().to_owned(),
         },
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => {
             let x = n.as_f64()?;
-            match buckets.get(key) {
+            match edges {
                 Some(edges) => bucket_label(x, edges),
+                // 3.0 and 3 are one segment (a request's "3" must find it).
+                None if x.fract() == 0.0 && x.abs() < 1e15 => format!("{x:.0}"),
                 None => n.to_string(),
             }
         }
         _ => return None,
     };
-    // Case-insensitive: a request's `country=de` finds the users stored with "DE".
     Some(format!("{key}={}", label.to_lowercase()))
 }
 
@@ -152,7 +159,7 @@ impl Segments {
         let mut names: Vec<String> = stored
             .iter()
             .map(|&s| self.segments[s as usize].name.clone())
-            .filter(|name| name.split_once('=').is_none_or(|(key, _)| !context.contains_key(key)))
+            .filter(|name| name.split_once('=').is_none_or(|(key, _)| !context.keys().any(|c| c.to_lowercase() == key)))
             .chain(
                 context
                     .iter()
@@ -202,6 +209,10 @@ mod tests {
         assert_eq!(segment_name("country", &json!("DE"), &buckets).unwrap(), "country=de");
         assert_eq!(segment_name("premium", &json!(true), &buckets).unwrap(), "premium=true");
         assert_eq!(segment_name("level", &json!(3), &buckets).unwrap(), "level=3");
+        assert_eq!(segment_name("level", &json!(3.0), &buckets).unwrap(), "level=3");
+        assert_eq!(segment_name("a=b", &json!("x"), &buckets), None);
+        assert_eq!(segment_name("Country", &json!("DE"), &buckets).unwrap(), "country=de");
+        assert_eq!(segment_name("AGE", &json!(20), &buckets).unwrap(), "age=18-25");
         assert_eq!(segment_name("age", &json!(17), &buckets).unwrap(), "age=<18");
         assert_eq!(segment_name("age", &json!(18), &buckets).unwrap(), "age=18-25");
         assert_eq!(segment_name("age", &json!("30"), &buckets).unwrap(), "age=25-35");

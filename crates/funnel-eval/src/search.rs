@@ -92,6 +92,9 @@ impl DenseIndex {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let vectors = embedder.embed(&refs, &mut |_| {}).map_err(EvalError::Input)?;
         let dim = vectors.first().map_or(0, Vec::len);
+        if vectors.len() != texts.len() || dim == 0 || vectors.iter().any(|v| v.len() != dim) {
+            return Err(EvalError::Input("the embedder returned vectors of the wrong number or size".into()));
+        }
         Ok(Self { dim, data: vectors.concat() })
     }
 

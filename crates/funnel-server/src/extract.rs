@@ -82,8 +82,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 impl Params {
     /// Refuses any parameter not in `allowed`, except `context.*` when `context` is.
     pub fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
+        let takes_context = allowed.contains(&"context");
         let known = |k: &String| {
-            allowed.contains(&k.as_str()) || (allowed.contains(&"context") && k.starts_with(CONTEXT_PREFIX))
+            (allowed.contains(&k.as_str()) && k != "context") || (takes_context && k.starts_with(CONTEXT_PREFIX))
         };
         match self.0.keys().find(|k| !known(k)) {
             Some(unknown) => {

@@ -4,7 +4,8 @@
 //!   so it fuses retrievers whose scores are not comparable.
 //! - **Weighted sum of normalised scores**: each list's scores mapped to a common scale
 //!   (min-max to [0, 1], or z-scores), then Σ weight · score. A document missing from a
-//!   list counts that list's lowest normalised score.
+//!   list counts 0 under min-max; under z-scores, the list's lowest score, or −1 when all
+//!   its scores are equal (so a list of one hit still lifts that hit).
 //!
 //! Results are best first, ties broken by the smaller document id (deterministic).
 
@@ -62,7 +63,18 @@ fn normalised(hits: &[(u32, f32)], how: Normalisation) -> Vec<f32> {
 /// Weighted sum of scores normalised per list.
 pub fn weighted(lists: &[Ranked<'_>], how: Normalisation, limit: usize) -> Vec<(u32, f32)> {
     let normal: Vec<Vec<f32>> = lists.iter().map(|l| normalised(l.hits, how)).collect();
-    let floors: Vec<f32> = normal.iter().map(|v| v.iter().copied().fold(f32::INFINITY, f32::min)).collect();
+    let floors: Vec<f32> = normal
+        .iter()
+        .map(|v| {
+            let lowest = v.iter().copied().fold(f32::INFINITY, f32::min);
+            let highest = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            match how {
+                Normalisation::MinMax => 0.0,
+                Normalisation::ZScore if lowest < highest => lowest,
+                Normalisation::ZScore => -1.0,
+            }
+        })
+        .collect();
     // Every document starts at the sum of the floors; a list that has it adds the gap.
     let base: f32 = lists.iter().zip(&floors).filter(|(_, f)| f.is_finite()).map(|(l, f)| l.weight * f).sum();
     let mut scores: FxHashMap<u32, f32> = FxHashMap::default();
@@ -115,6 +127,11 @@ mod tests {
         let fused = weighted(&both(0.5), Normalisation::ZScore, 10);
         let score = |doc| fused.iter().find(|f| f.0 == doc).unwrap().1;
         assert!(score(1) > score(4) && score(3) > score(2), "{fused:?}");
-        assert!(weighted(&[Ranked { hits: &[(7, 2.0)], weight: 1.0 }], Normalisation::ZScore, 5) == [(7, 0.0)]);
+        // A list of one hit (or of equal scores) still lifts its documents over missing ones.
+        let one =
+            [Ranked { hits: &[(7, 2.0)], weight: 0.5 }, Ranked { hits: &[(8, 1.0), (7, 0.9), (9, 0.0)], weight: 0.5 }];
+        for how in [Normalisation::MinMax, Normalisation::ZScore] {
+            assert_eq!(weighted(&one, how, 5)[0].0, 7, "{how:?}");
+        }
     }
 }

@@ -109,6 +109,9 @@ fn search(config: &EngineConfig, args: &EvalSearchArgs) -> anyhow::Result<()> {
         .split(',')
         .map(|m| Mode::parse(m.trim(), args.rrf_k, args.dense_weight, &args.normalisation))
         .collect::<Result<Vec<_>, _>>()?;
+    if args.run.is_some() && modes.len() > 1 {
+        anyhow::bail!("--run writes one mode's run: give a single --mode");
+    }
     let needs_model = modes.iter().any(|m| *m != Mode::Bm25);
     let options = SearchOptions { modes, depth: args.depth, split: args.split.clone(), search: config.search.clone() };
     let model = args.model.clone().or_else(|| Some(config.content.model.clone()).filter(|m| !m.is_empty()));
@@ -119,9 +122,6 @@ fn search(config: &EngineConfig, args: &EvalSearchArgs) -> anyhow::Result<()> {
     let embedder = embedder.as_ref().map(|e| e as &dyn funnel_engine::TextEmbedder);
     let results = funnel_eval::search::evaluate(&args.beir, &options, embedder)?;
     if let Some(run) = &args.run {
-        if results.len() > 1 {
-            anyhow::bail!("--run writes one mode's run: give a single --mode");
-        }
         trec::write_run(run, &results[0].report.system, &results[0].rankings)?;
         eprintln!("wrote {}", run.display());
     }

@@ -110,16 +110,7 @@ fn print_examples(engine: &Engine, args: &QuickstartArgs) {
     if let Some(segment) = snapshot.segments.segments.iter().max_by_key(|s| s.users) {
         let (name, value) = segment.name.split_once('=').unwrap_or((&segment.name, ""));
         // Percent-encoded for the query string ("65+" would read as "65 ").
-        let value: String = value
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
-                    char::from(b).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
+        let (name, value) = (percent_encode(name), percent_encode(value));
         out!("  curl '{base}/recommend?context.{name}={value}&k=5&explain=true'   # a new visitor, by context");
     }
     out!("  curl '{base}/search?q={word}&k=5'");
@@ -129,4 +120,16 @@ fn print_examples(engine: &Engine, args: &QuickstartArgs) {
         snapshot.manifest.as_of
     );
     out!("  curl '{base}/metrics'    # Prometheus; /openapi.json describes the API\n");
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

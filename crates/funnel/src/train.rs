@@ -79,11 +79,17 @@ pub struct ContentModel {
 
 impl ContentModel {
     pub fn load(model: &str) -> anyhow::Result<Self> {
-        let embedder = funnel_vector::Embedder::load(std::path::Path::new(model))?;
-        // The weights' size goes into the name, so a different model put in the same
-        // folder does not inherit the previous snapshot's vectors.
-        let weights = std::fs::metadata(std::path::Path::new(model).join("model.safetensors")).map_or(0, |m| m.len());
-        Ok(Self { name: format!("{model} ({weights}-byte weights)"), embedder })
+        let dir = std::path::Path::new(model);
+        let embedder = funnel_vector::Embedder::load(dir)?;
+        // A checksum of the weights, tokenizer and configuration goes into the name, so a
+        // different model put in the same folder does not inherit the previous snapshot's
+        // vectors.
+        let mut hasher = crc32fast::Hasher::new();
+        for file in ["model.safetensors", "tokenizer.json", "config.json"] {
+            let path = dir.join(file);
+            hasher.update(&std::fs::read(&path).with_context(|| path.display().to_string())?);
+        }
+        Ok(Self { name: format!("{model} (checksum {:08x})", hasher.finalize()), embedder })
     }
 }
 

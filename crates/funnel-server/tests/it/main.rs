@@ -95,6 +95,7 @@ async fn a_request_context_picks_the_segment() {
     assert_eq!(segment["details"]["input"]["segments"], json!(["age_band=25-34"]), "{segment}");
     assert!(segment["output"].as_u64().unwrap() > 0, "{segment}");
     assert_error(&s.get("/recommend?context.=DE").await, StatusCode::BAD_REQUEST, Some("context."));
+    assert_error(&s.get("/recommend?context=DE").await, StatusCode::BAD_REQUEST, Some("context"));
 }
 
 #[tokio::test]
