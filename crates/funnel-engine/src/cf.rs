@@ -159,6 +159,11 @@ impl Collaborative {
         self.model.recommender().name()
     }
 
+    /// Whether [`Collaborative::top`] uses the user's segments (the two-tower model does).
+    pub fn reads_segments(&self) -> bool {
+        matches!(self.model, CfModel::TwoTower(_))
+    }
+
     pub fn n_items(&self) -> usize {
         self.items.len()
     }

@@ -156,19 +156,19 @@ impl Segments {
     /// in name order.
     pub fn matching(&self, user: Option<u32>, context: &BTreeMap<String, String>) -> Vec<u32> {
         let stored = user.and_then(|u| user_range(&self.user_offsets, u)).map_or(&[][..], |r| &self.user_segments[r]);
-        let mut names: Vec<String> = stored
+        let overridden = |s: &u32| {
+            let key = self.segments[*s as usize].name.split_once('=').map_or("", |(key, _)| key);
+            context.keys().any(|c| c.to_lowercase() == key)
+        };
+        let from_context = context
             .iter()
-            .map(|&s| self.segments[s as usize].name.clone())
-            .filter(|name| name.split_once('=').is_none_or(|(key, _)| !context.keys().any(|c| c.to_lowercase() == key)))
-            .chain(
-                context
-                    .iter()
-                    .filter_map(|(key, value)| segment_name(key, &Value::String(value.clone()), &self.buckets)),
-            )
-            .collect();
-        names.sort();
-        names.dedup();
-        names.iter().filter_map(|n| self.find(n)).collect()
+            .filter_map(|(key, value)| segment_name(key, &Value::String(value.clone()), &self.buckets))
+            .filter_map(|name| self.find(&name));
+        let mut ids: Vec<u32> = stored.iter().copied().filter(|s| !overridden(s)).chain(from_context).collect();
+        // Segment ids follow name order.
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     /// Items scored by their summed share across `segments`, best first, up to `limit`

@@ -30,7 +30,8 @@ impl CandidateSource for CollaborativeFiltering {
         let Some(cf) = &ctx.snapshot.cf else { return Vec::new() };
         let mut history: Vec<u32> = ctx.seen.iter().copied().collect();
         history.sort_unstable();
-        let segments = matching_segments(ctx);
+        // Only the two-tower model reads the user's segments.
+        let segments = if cf.reads_segments() { matching_segments(ctx) } else { Vec::new() };
         let Some(scored) = cf.top(&history, &segments, limit, &|item| ctx.eligible(item)) else { return Vec::new() };
         scored.into_iter().map(|(item, score)| Candidate::new(item, self.name(), score)).collect()
     }
