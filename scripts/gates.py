@@ -97,6 +97,11 @@ def corpus_gate(binary, shared, work):
                 text = (doc.get("title", "") + " " + doc.get("text", "")).lower()
                 with_all_terms += all(t in text for t in ("async", "web", "framework"))
     check("corpus: at least 8 of 10 results mention async, web and framework", with_all_terms >= 8, f"{with_all_terms}/10")
+    out, *_ = run(binary, data, "search", "asynch", "web", "framwork", "--k", "10", "--json")
+    typed = json.loads(out)
+    check("corpus: 'asynch web framwork' is searched as 'async web framework'",
+          typed.get("did_you_mean") == "async web framework", str(typed.get("did_you_mean")))
+    check("corpus: ... with the same results", [i["id"].lower() for i in typed["items"]] == ids)
 
 
 def thresholds():
@@ -207,6 +212,15 @@ def content_gate(binary, shared, work):
     top = [item["id"] for item in json.loads(out)["items"]]
     check("content: an item with no events has Star Wars films as neighbours", {"50", "181", "172"} & set(top) != set(),
           f"top 5: {top}")
+    # Hybrid search when serving: the query is embedded by the content model and its
+    # nearest items fused with BM25's by rank (both find Toy Story here).
+    out, *_ = run(binary, data, "search", "toys", "come", "alive", "--k", "3", "--explain", "--json", env=env)
+    body = json.loads(out)
+    top = [item["id"] for item in body["items"]]
+    dense = [s["output"] for s in body["trace"]["stages"] if s["component"] == "dense"]
+    check("search: hybrid 'toys come alive' embeds the query and finds Toy Story (1) in the top 3",
+          "1" in top and bool(dense) and dense[0] > 0,
+          f"top 3: {top}, dense candidates: {dense}")
 
 
 def eval_search_gate(binary, shared, work):
@@ -235,6 +249,29 @@ def hybrid_search_gate(binary, shared, work):
               f"{mean:.4f} vs {best_single:.4f}")
 
 
+def spell_gate(binary, shared, work):
+    """Queries with one seeded typo each (scripts/typos.py): with spell correction they
+    recover >= 90% of the clean queries' NDCG@10 (BM25), and correction leaves clean
+    queries' quality in place."""
+    typos = os.path.join(os.path.dirname(os.path.abspath(__file__)), "typos.py")
+    for name in thresholds()["search_bm25_ndcg@10"]:
+        beir = os.path.join(shared, "data/ir", name, "beir")
+        typed = os.path.join(work, f"{name}-typos")
+        subprocess.run([sys.executable, typos, "--beir", beir, "--out", typed, "--seed", "7"], check=True)
+
+        def ndcg(folder, *flags):
+            out, *_ = run(binary, work, "eval", "search", "--beir", folder, *flags, "--json")
+            return json.loads(out)["metrics"]["ndcg@10"]
+
+        clean, clean_spell = ndcg(beir), ndcg(beir, "--spell")
+        typo, typo_spell = ndcg(typed), ndcg(typed, "--spell")
+        check(f"spell: {name} typo queries recover >= 90% of clean NDCG@10 with correction",
+              typo_spell >= 0.9 * clean, f"{typo_spell:.4f} vs clean {clean:.4f} ({typo_spell / clean:.1%}; "
+              f"without correction {typo:.4f}, {typo / clean:.1%})")
+        check(f"spell: correcting clean {name} queries keeps >= 98% of their NDCG@10", clean_spell >= 0.98 * clean,
+              f"{clean_spell:.4f} vs {clean:.4f}")
+
+
 def eval_ltr_gate(binary, shared, work):
     base = os.path.join(shared, "data/ltr/lightgbm-lambdarank")
     out, *_ = run(binary, work, "eval", "ltr", "--train", f"{base}/rank.train", "--test", f"{base}/rank.test", "--json")
@@ -248,7 +285,7 @@ def main():
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="funnel-gates-")
     try:
-        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, cold_start_gate, embedding_gate, content_gate, eval_search_gate, hybrid_search_gate, eval_ltr_gate, corpus_gate):
+        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, cold_start_gate, embedding_gate, content_gate, eval_search_gate, spell_gate, hybrid_search_gate, eval_ltr_gate, corpus_gate):
             try:
                 gate(args.bin, args.shared, work)
             except Exception as error:  # a crash of one gate is a failure, not a skip

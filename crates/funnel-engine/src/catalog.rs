@@ -97,6 +97,10 @@ impl Catalog {
         self.index.get(id).copied()
     }
 
+    pub fn n_categories(&self) -> usize {
+        self.categories.len()
+    }
+
     pub fn category_name(&self, category: u32) -> &str {
         &self.categories[category as usize]
     }

@@ -4,6 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use funnel_text::SpellConfig;
+
+use crate::understand::EntityConfig;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of environment overrides: `FUNNEL__SURFACES__HOME__MAX_CANDIDATES=500`.
@@ -131,6 +134,11 @@ pub struct SearchConfig {
     pub fields: Vec<String>,
     pub stem: bool,
     pub stop_words: bool,
+    /// Query spell correction from the catalog's vocabulary (`[search.spell]`).
+    pub spell: SpellConfig,
+    /// Titles and categories recognised in queries (`[search.entities]`; read when
+    /// serving, unlike the rest of this section).
+    pub entities: EntityConfig,
 }
 
 /// One surface's pipeline.
@@ -146,6 +154,26 @@ pub struct SurfaceConfig {
     pub exploration: String,
     #[serde(default = "default_max_candidates")]
     pub max_candidates: usize,
+    /// How the sources' lists become one.
+    #[serde(default)]
+    pub merge: Merge,
+    /// `merge = "rrf"`: the constant k in weight / (k + rank).
+    #[serde(default = "default_rrf_k")]
+    pub rrf_k: f32,
+}
+
+/// How a surface merges its sources' candidates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Merge {
+    /// Each source normalised by its best score and weighted; an item proposed twice
+    /// keeps its better score.
+    #[default]
+    Max,
+    /// Weighted sum of the normalised scores (an item found by two sources adds up).
+    Sum,
+    /// Reciprocal rank fusion: Σ weight / (rrf_k + rank); scores' scales do not matter.
+    Rrf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,6 +197,9 @@ fn default_exploration() -> String {
 }
 fn default_max_candidates() -> usize {
     1000
+}
+fn default_rrf_k() -> f32 {
+    60.0
 }
 fn default_quota() -> usize {
     500
@@ -210,7 +241,16 @@ impl Default for TrainConfig {
 
 impl Default for SearchConfig {
     fn default() -> Self {
-        Self { k1: 1.2, b: 0.75, title_weight: 2.0, fields: Vec::new(), stem: true, stop_words: true }
+        Self {
+            k1: 1.2,
+            b: 0.75,
+            title_weight: 2.0,
+            fields: Vec::new(),
+            stem: true,
+            stop_words: true,
+            spell: SpellConfig::default(),
+            entities: EntityConfig::default(),
+        }
     }
 }
 
@@ -224,6 +264,8 @@ fn surface(sources: &[(&str, usize, f32)]) -> SurfaceConfig {
         rules: default_rules(),
         exploration: default_exploration(),
         max_candidates: default_max_candidates(),
+        merge: Merge::Max,
+        rrf_k: default_rrf_k(),
     }
 }
 
@@ -234,7 +276,9 @@ impl Default for EngineConfig {
                 "home",
                 surface(&[("cf", 500, 1.0), ("content", 200, 0.3), ("segment", 200, 0.25), ("popular", 500, 0.2)]),
             ),
-            ("search", surface(&[("bm25", 1000, 1.0)])),
+            // Hybrid: BM25 and, when the snapshot has content vectors and the server a query
+            // embedder, the query's nearest items; fused by rank.
+            ("search", SurfaceConfig { merge: Merge::Rrf, ..surface(&[("bm25", 1000, 0.5), ("dense", 1000, 0.5)]) }),
             ("similar", surface(&[("similar", 500, 1.0), ("content", 300, 1.0), ("popular", 100, 0.05)])),
         ];
         Self {
@@ -248,7 +292,7 @@ impl Default for EngineConfig {
 }
 
 /// Candidate sources the engine knows, and what a request must carry for each.
-pub(crate) const SOURCES: &[&str] = &["cf", "content", "segment", "popular", "bm25", "similar"];
+pub(crate) const SOURCES: &[&str] = &["cf", "content", "segment", "popular", "bm25", "dense", "similar"];
 pub(crate) const CF_MODELS: &[&str] = &["auto", "ease", "item-knn", "als", "two-tower", "none"];
 pub(crate) const RANKERS: &[&str] = &["score"];
 pub(crate) const RULES: &[&str] = &["seen", "available", "safe", "dedupe"];
@@ -374,6 +418,9 @@ impl SurfaceConfig {
         one_of(key("exploration"), &self.exploration, EXPLORATION)?;
         if !(1..=100_000).contains(&self.max_candidates) {
             return Err(ConfigError::new(key("max_candidates"), "must be between 1 and 100000"));
+        }
+        if !(self.rrf_k.is_finite() && self.rrf_k >= 0.0) {
+            return Err(ConfigError::new(key("rrf_k"), "must be ≥ 0"));
         }
         Ok(())
     }

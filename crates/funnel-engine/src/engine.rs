@@ -1,20 +1,30 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use funnel_core::{ScoredItem, Trace};
 use funnel_store::SnapshotDir;
+use funnel_text::Corrected;
 use rustc_hash::FxHashSet;
+use serde_json::json;
 
 use crate::pipeline::{Pipeline, Stages};
 use crate::request::MAX_K;
-use crate::{EngineConfig, EngineError, Request, RequestContext, Response, Snapshot};
+use crate::understand::{EntityConfig, Intent, Understanding};
+use crate::{EngineConfig, EngineError, Request, RequestContext, Response, Snapshot, TextEmbedder};
 
 /// A snapshot with the configured pipelines bound to it. Cheap to share across threads;
 /// a new snapshot means a new `Engine`, swapped in whole.
 pub struct Engine {
     snapshot: Arc<Snapshot>,
     pipelines: BTreeMap<String, Pipeline>,
+    entities: EntityConfig,
+    /// Embeds queries for the `dense` source; the model that made the content vectors.
+    query_embedder: Option<QueryEmbedder>,
 }
+
+/// A text embedder shared by the threads serving requests.
+pub type QueryEmbedder = Arc<dyn TextEmbedder + Send + Sync>;
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -33,7 +43,29 @@ impl Engine {
             .iter()
             .map(|(name, surface)| Ok((name.clone(), Pipeline::from_config(surface)?)))
             .collect::<Result<_, EngineError>>()?;
-        Ok(Self { snapshot, pipelines })
+        Ok(Self { snapshot, pipelines, entities: config.search.entities, query_embedder: None })
+    }
+
+    /// Lets `dense` sources embed queries with `embedder`, which must be the model the
+    /// snapshot's content vectors came from (same name); otherwise it is not used and a
+    /// warning says why.
+    pub fn with_query_embedder(mut self, embedder: Option<QueryEmbedder>) -> Self {
+        let Some(embedder) = embedder else { return self };
+        match &self.snapshot.content {
+            Some(content) if content.model == embedder.name() => self.query_embedder = Some(embedder),
+            Some(content) => tracing::warn!(
+                snapshot_model = %content.model,
+                query_model = %embedder.name(),
+                "the query embedder is not the snapshot's content model: dense retrieval is off"
+            ),
+            None => tracing::debug!("the snapshot has no content vectors: dense retrieval is off"),
+        }
+        self
+    }
+
+    /// Whether `dense` sources can run (an embedder matching the snapshot's vectors).
+    pub fn embeds_queries(&self) -> bool {
+        self.query_embedder.is_some()
     }
 
     /// Loads the newest published snapshot.
@@ -59,8 +91,15 @@ impl Engine {
         let pipeline = self.pipelines.get(&request.surface).ok_or_else(|| {
             EngineError::UnknownSurface(request.surface.clone(), self.surfaces().collect::<Vec<_>>().join(", "))
         })?;
-        let ctx = self.context(request, pipeline)?;
         let mut stages = Stages { traces: Vec::new(), explain: request.explain };
+        let corrected = self.correct(request, &mut stages);
+        let query = corrected.as_ref().map(|c| c.text.as_str()).or(request.query.as_deref());
+        let understanding = query.map(|q| self.understand(q, &mut stages));
+        let mut ctx = self.context(request, pipeline, query)?;
+        ctx.understanding = understanding;
+        if pipeline.needs_query_vector() {
+            ctx.query_vector = self.embed_query(query, &mut stages)?;
+        }
         let slate = pipeline.run(&ctx, &mut stages);
 
         let catalog = &self.snapshot.catalog;
@@ -74,10 +113,56 @@ impl Engine {
         }
         let snapshot = self.snapshot.manifest.id.clone();
         let trace = request.explain.then(|| Trace { snapshot: snapshot.clone(), stages: stages.traces });
-        Ok(Response { items, trace, stage_micros, snapshot })
+        let did_you_mean = corrected.map(|c| c.text);
+        Ok(Response { items, did_you_mean, trace, stage_micros, snapshot })
     }
 
-    fn context<'a>(&'a self, request: &'a Request, pipeline: &Pipeline) -> Result<RequestContext<'a>, EngineError> {
+    /// Spell correction against the catalog's vocabulary. `Some` only when a word was
+    /// replaced.
+    fn correct(&self, request: &Request, stages: &mut Stages) -> Option<Corrected> {
+        let query = request.query.as_deref().filter(|_| !request.exact_query)?;
+        let speller = self.snapshot.speller.as_ref()?;
+        let started = Instant::now();
+        let corrected = speller.correct(query);
+        let changed = corrected.corrections.len();
+        stages.record(
+            "understand",
+            "spell",
+            started,
+            (query.split_whitespace().count(), changed),
+            || json!({ "query": query, "corrected": &corrected.text, "corrections": &corrected.corrections }),
+        );
+        (changed > 0).then_some(corrected)
+    }
+
+    /// The query's embedding for `dense` sources, when the engine has an embedder.
+    fn embed_query(&self, query: Option<&str>, stages: &mut Stages) -> Result<Option<Vec<f32>>, EngineError> {
+        let (Some(embedder), Some(query)) = (&self.query_embedder, query) else { return Ok(None) };
+        let started = Instant::now();
+        let vector = embedder.embed(&[query], &mut |_| {}).map_err(EngineError::Content)?.pop();
+        let dim = vector.as_ref().map_or(0, Vec::len);
+        stages.record("understand", "embed", started, (1, usize::from(vector.is_some())), || json!({ "dim": dim }));
+        Ok(vector)
+    }
+
+    /// Intent and named categories of the (corrected) query.
+    fn understand(&self, query: &str, stages: &mut Stages) -> Understanding {
+        let started = Instant::now();
+        let understanding = self.snapshot.facets.understand(query, &self.entities);
+        let found =
+            understanding.categories.len() + usize::from(matches!(understanding.intent, Intent::Navigational(_)));
+        stages.record("understand", "entities", started, (query.split_whitespace().count(), found), || {
+            understanding.describe(&self.snapshot.catalog)
+        });
+        understanding
+    }
+
+    fn context<'a>(
+        &'a self,
+        request: &'a Request,
+        pipeline: &Pipeline,
+        query: Option<&'a str>,
+    ) -> Result<RequestContext<'a>, EngineError> {
         let snapshot = &*self.snapshot;
         let query_missing = request.query.as_deref().is_none_or(|q| q.trim().is_empty());
         if pipeline.needs_query() && query_missing {
@@ -101,7 +186,16 @@ impl Engine {
             None => FxHashSet::default(),
         };
         seen.extend(request.recently_seen.iter().filter_map(|id| snapshot.catalog.index_of(id)));
-        Ok(RequestContext { snapshot, request, now: request.now.unwrap_or(snapshot.manifest.as_of), seen, item })
+        Ok(RequestContext {
+            snapshot,
+            request,
+            query,
+            understanding: None,
+            query_vector: None,
+            now: request.now.unwrap_or(snapshot.manifest.as_of),
+            seen,
+            item,
+        })
     }
 }
 

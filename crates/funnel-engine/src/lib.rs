@@ -20,19 +20,22 @@ mod segments;
 mod snapshot;
 mod sources;
 mod train;
+mod understand;
 
 pub use catalog::{Catalog, CatalogItem};
 pub use cf::{CfModel, Collaborative, TowerFeatures};
 pub use config::{
-    ConfigError, ContentConfig, EngineConfig, SearchConfig, SegmentConfig, SourceConfig, SurfaceConfig, TrainConfig,
+    ConfigError, ContentConfig, EngineConfig, Merge, SearchConfig, SegmentConfig, SourceConfig, SurfaceConfig,
+    TrainConfig,
 };
 pub use content::{ContentBuild, ContentIndex, TextEmbedder, content_text};
-pub use engine::Engine;
+pub use engine::{Engine, QueryEmbedder};
 pub use pipeline::{CandidateSource, ExplorationPolicy, Ranker, Rule};
 pub use request::{Request, RequestContext, Response};
 pub use segments::{Segment, Segments};
 pub use snapshot::{Manifest, Snapshot};
-pub use train::{TrainReport, build_text_index, train, train_with_embedder};
+pub use train::{TrainReport, build_text_index, build_vocabulary, train, train_with_embedder};
+pub use understand::{EntityConfig, EntityMode, Intent, QueryFacets, Understanding};
 
 /// Errors of the engine. The first group is the caller's to fix (a 4xx over HTTP);
 /// the rest are internal.

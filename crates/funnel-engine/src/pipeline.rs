@@ -8,7 +8,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
 
-use crate::{ConfigError, RequestContext, SurfaceConfig, explore, ranker, rules, sources};
+use crate::config::Merge;
+use crate::{ConfigError, Intent, RequestContext, SurfaceConfig, explore, ranker, rules, sources};
 
 /// Proposes candidates for a request, best first.
 pub trait CandidateSource: Send + Sync {
@@ -54,7 +55,12 @@ pub(crate) struct Pipeline {
     rules: Vec<Box<dyn Rule>>,
     exploration: Box<dyn ExplorationPolicy>,
     max_candidates: usize,
+    merge: Merge,
+    rrf_k: f32,
 }
+
+/// The score of a navigational query's item over the best merged candidate.
+const NAVIGATIONAL_LIFT: f32 = 1.25;
 
 /// A stage's result as the trace records it.
 pub(crate) struct Stages {
@@ -63,7 +69,7 @@ pub(crate) struct Stages {
 }
 
 impl Stages {
-    fn record(
+    pub(crate) fn record(
         &mut self,
         stage: &'static str,
         component: &str,
@@ -114,11 +120,18 @@ impl Pipeline {
             rules: config.rules.iter().map(|r| rules::by_name(r)).collect(),
             exploration: explore::by_name(&config.exploration),
             max_candidates: config.max_candidates,
+            merge: config.merge,
+            rrf_k: config.rrf_k,
         })
     }
 
     pub fn needs_query(&self) -> bool {
-        self.sources.iter().any(|s| s.source.name() == "bm25")
+        self.sources.iter().any(|s| matches!(s.source.name(), "bm25" | "dense"))
+    }
+
+    /// Whether a source reads the query's embedding.
+    pub fn needs_query_vector(&self) -> bool {
+        self.sources.iter().any(|s| s.source.name() == "dense")
     }
 
     pub fn needs_item(&self) -> bool {
@@ -156,8 +169,9 @@ impl Pipeline {
         slate
     }
 
-    /// Runs every source under its quota, weights their scores and merges them,
-    /// keeping each item once (at its best weighted score).
+    /// Runs every source under its quota, weights their scores and merges them as the
+    /// surface's `merge` says, keeping each item once; then puts a navigational query's
+    /// item first.
     fn candidates(&self, ctx: &RequestContext<'_>, stages: &mut Stages) -> Vec<Candidate> {
         let mut merged: Vec<Candidate> = Vec::new();
         let mut position: rustc_hash::FxHashMap<u32, usize> = rustc_hash::FxHashMap::default();
@@ -171,14 +185,20 @@ impl Pipeline {
             };
             let max = produced.iter().map(|c| c.source_score).fold(0f32, f32::max);
             let mut duplicates = 0;
-            for mut candidate in produced {
-                // Normalise each source to [0, 1] by its best score, then weight it.
-                candidate.score = if max > 0.0 { slot.weight * candidate.source_score / max } else { 0.0 };
+            for (rank, mut candidate) in produced.into_iter().enumerate() {
+                candidate.score = match self.merge {
+                    Merge::Rrf => slot.weight / (self.rrf_k + rank as f32 + 1.0),
+                    // Normalise each source to [0, 1] by its best score, then weight it.
+                    Merge::Max | Merge::Sum if max > 0.0 => slot.weight * candidate.source_score / max,
+                    Merge::Max | Merge::Sum => 0.0,
+                };
                 match position.get(&candidate.item) {
                     Some(&at) => {
                         duplicates += 1;
-                        if candidate.score > merged[at].score {
-                            merged[at] = candidate;
+                        match self.merge {
+                            Merge::Max if candidate.score > merged[at].score => merged[at] = candidate,
+                            Merge::Max => {}
+                            Merge::Sum | Merge::Rrf => merged[at].score += candidate.score,
                         }
                     }
                     None if merged.len() < self.max_candidates => {
@@ -196,6 +216,26 @@ impl Pipeline {
                 || json!({ "quota": slot.quota, "weight": slot.weight, "already_proposed": duplicates, "input": about, "top": top }),
             );
         }
+        lift_navigational(ctx, &mut merged);
         merged
+    }
+}
+
+/// The item whose title is the whole query gets the top score, proposed by a source or not.
+fn lift_navigational(ctx: &RequestContext<'_>, merged: &mut Vec<Candidate>) {
+    let Some(understanding) = &ctx.understanding else { return };
+    let Intent::Navigational(item) = understanding.intent else { return };
+    if !ctx.eligible(item) || understanding.factor(&ctx.snapshot.catalog.get(item).categories).is_none() {
+        return;
+    }
+    let top = merged.iter().map(|c| c.score).fold(0f32, f32::max);
+    let score = if top > 0.0 { top * NAVIGATIONAL_LIFT } else { 1.0 };
+    match merged.iter_mut().find(|c| c.item == item) {
+        Some(candidate) => candidate.score = score,
+        None => {
+            let mut candidate = Candidate::new(item, "navigational", score);
+            candidate.score = score;
+            merged.push(candidate);
+        }
     }
 }

@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use funnel_core::{ScoredItem, Timestamp, Trace};
 use rustc_hash::FxHashSet;
 
-use crate::Snapshot;
+use crate::{Snapshot, Understanding};
 
 /// Largest slate a request may ask for.
 pub const MAX_K: usize = 1000;
@@ -15,6 +15,8 @@ pub struct Request {
     pub surface: String,
     pub user: Option<String>,
     pub query: Option<String>,
+    /// Search the query as typed, without spell correction.
+    pub exact_query: bool,
     pub item: Option<String>,
     /// Attributes of this request (`country`, `device`, …) that pick the user's segments
     /// for the `segment` source, over the user's stored attributes of the same name.
@@ -34,6 +36,12 @@ pub struct Request {
 pub struct RequestContext<'a> {
     pub snapshot: &'a Snapshot,
     pub request: &'a Request,
+    /// The query the sources search: the request's, after spell correction.
+    pub query: Option<&'a str>,
+    /// The query's intent and named categories, when there is a query.
+    pub understanding: Option<Understanding>,
+    /// The query's embedding, when a source reads it and the engine has an embedder.
+    pub query_vector: Option<Vec<f32>>,
     pub now: Timestamp,
     /// Snapshot history plus `recently_seen`, as item indices.
     pub seen: FxHashSet<u32>,
@@ -52,6 +60,8 @@ impl RequestContext<'_> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Response {
     pub items: Vec<ScoredItem>,
+    /// The corrected query that was searched instead of the one typed, if any.
+    pub did_you_mean: Option<String>,
     /// Filled when the request asked to explain.
     pub trace: Option<Trace>,
     /// Microseconds spent per stage, always filled (for latency metrics).

@@ -8,18 +8,20 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use funnel_core::Timestamp;
-use funnel_text::Bm25Index;
+use funnel_text::{Bm25Index, Speller};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::cf::Collaborative;
 use crate::content::ContentIndex;
 use crate::segments::Segments;
+use crate::understand::QueryFacets;
 use crate::{Catalog, EngineError, SearchConfig, TrainConfig};
 
 /// Bumped whenever a part's encoding changes (postcard is not self-describing, so an old
 /// file cannot be read by new code). 2: CF with an ANN index, content vectors.
-/// 3: segments. 4: content text keys (unchanged items keep their vectors).
-pub const FORMAT_VERSION: u32 = 4;
+/// 3: segments. 4: content text keys (unchanged items keep their vectors). 5: the spell
+/// corrector's vocabulary; lone letters are no longer index terms.
+pub const FORMAT_VERSION: u32 = 5;
 const MANIFEST: &str = "manifest.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +91,11 @@ pub struct Snapshot {
     pub cf: Option<Collaborative>,
     /// Item text vectors, when a model was configured (`content.model`).
     pub content: Option<ContentIndex>,
+    /// Query spell correction, unless `[search.spell] enabled = false`.
+    pub speller: Option<Speller>,
+    /// Titles and category names for query understanding (derived from the catalog on
+    /// load, not stored).
+    pub facets: QueryFacets,
 }
 
 fn snapshot_error(path: &Path, reason: impl Into<String>) -> EngineError {
@@ -156,6 +163,9 @@ impl Snapshot {
         if let Some(content) = &self.content {
             self.manifest.files.push(write_part(dir, "content.bin", content)?);
         }
+        if let Some(speller) = &self.speller {
+            self.manifest.files.push(write_part(dir, "spell.bin", speller.vocabulary())?);
+        }
         let path = dir.join(MANIFEST);
         let json = serde_json::to_vec_pretty(&self.manifest).map_err(|e| snapshot_error(&path, e.to_string()))?;
         fs::write(&path, json).map_err(|e| snapshot_error(&path, e.to_string()))
@@ -210,9 +220,22 @@ impl Snapshot {
             true => Some(read_part(dir, &manifest, "content.bin")?),
             false => None,
         };
+        // The delete index is rebuilt here rather than stored: it is many times the
+        // vocabulary's size and takes a fraction of a second to build.
+        let speller = match manifest.files.iter().any(|f| f.name == "spell.bin") {
+            true => {
+                let vocabulary = read_part(dir, &manifest, "spell.bin")?;
+                Some(Speller::new(vocabulary, manifest.search.spell, manifest.search.stem))
+            }
+            false => None,
+        };
+        let popularity: Popularity = read_part(dir, &manifest, "popularity.bin")?;
+        let facets = QueryFacets::build(&catalog, &popularity);
         Ok(Self {
             content,
-            popularity: read_part(dir, &manifest, "popularity.bin")?,
+            speller,
+            facets,
+            popularity,
             histories: read_part(dir, &manifest, "histories.bin")?,
             segments: read_part(dir, &manifest, "segments.bin")?,
             text: read_part(dir, &manifest, "text.bin")?,

@@ -12,6 +12,7 @@ pub(crate) fn by_name(name: &str) -> Box<dyn CandidateSource> {
         "segment" => Box::new(SegmentPopular),
         "popular" => Box::new(Popular),
         "bm25" => Box::new(Bm25),
+        "dense" => Box::new(Dense),
         "similar" => Box::new(SimilarText),
         other => unreachable!("config validation admits only known sources, got {other}"),
     }
@@ -118,8 +119,22 @@ impl CandidateSource for Popular {
     }
 }
 
-/// BM25 over item text for the request's query.
+/// BM25 over item text for the request's query; items in the categories the query names
+/// are boosted (or the others filtered out).
 struct Bm25;
+
+/// How the query's named categories scale an item's score; `None` when they filter it out.
+fn entity_factor(ctx: &RequestContext<'_>, item: u32) -> Option<f32> {
+    match &ctx.understanding {
+        Some(understanding) => understanding.factor(&ctx.snapshot.catalog.get(item).categories),
+        None => Some(1.0),
+    }
+}
+
+/// Best first, ties by item index.
+fn by_score(candidates: &mut [Candidate]) {
+    candidates.sort_by(|a, b| b.source_score.total_cmp(&a.source_score).then(a.item.cmp(&b.item)));
+}
 
 impl CandidateSource for Bm25 {
     fn name(&self) -> &'static str {
@@ -127,13 +142,43 @@ impl CandidateSource for Bm25 {
     }
 
     fn generate(&self, ctx: &RequestContext<'_>, limit: usize) -> Vec<Candidate> {
-        let Some(query) = ctx.request.query.as_deref() else { return Vec::new() };
-        ctx.snapshot
+        let Some(query) = ctx.query else { return Vec::new() };
+        let mut found: Vec<Candidate> = ctx
+            .snapshot
             .text
-            .search(query, limit, &|item| ctx.eligible(item))
+            .search(query, limit, &|item| ctx.eligible(item) && entity_factor(ctx, item).is_some())
             .into_iter()
-            .map(|hit| Candidate::new(hit.doc, self.name(), hit.score))
-            .collect()
+            .map(|hit| Candidate::new(hit.doc, self.name(), hit.score * entity_factor(ctx, hit.doc).unwrap_or(1.0)))
+            .collect();
+        by_score(&mut found);
+        found
+    }
+}
+
+/// Dense retrieval: the items whose content vectors are nearest to the query's embedding
+/// (needs content vectors in the snapshot and a query embedder in the engine). Named
+/// categories act as on BM25.
+struct Dense;
+
+impl CandidateSource for Dense {
+    fn name(&self) -> &'static str {
+        "dense"
+    }
+
+    fn generate(&self, ctx: &RequestContext<'_>, limit: usize) -> Vec<Candidate> {
+        let (Some(content), Some(vector)) = (&ctx.snapshot.content, ctx.query_vector.as_deref()) else {
+            return Vec::new();
+        };
+        let wanted = (limit + ctx.seen.len()).min(content.len());
+        let mut found: Vec<Candidate> = content
+            .nearest(vector, wanted)
+            .into_iter()
+            .filter(|n| ctx.eligible(n.id))
+            .filter_map(|n| entity_factor(ctx, n.id).map(|f| Candidate::new(n.id, self.name(), n.score * f)))
+            .take(limit)
+            .collect();
+        by_score(&mut found);
+        found
     }
 }
 

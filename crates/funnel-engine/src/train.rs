@@ -6,12 +6,13 @@ use std::collections::HashMap;
 
 use funnel_core::{EventKind, Item, Record, Timestamp};
 use funnel_store::{LogReader, SnapshotDir, SnapshotId};
-use funnel_text::{AnalyzerConfig, Bm25Index, Bm25Params, DocText};
+use funnel_text::{AnalyzerConfig, Bm25Index, Bm25Params, DocText, Speller, Vocabulary};
 
 use crate::cf::{Collaborative, TowerFeatures};
 use crate::content::{ContentBuild, ContentIndex, TextEmbedder};
 use crate::segments::{SegmentInput, Segments};
 use crate::snapshot::{FORMAT_VERSION, Histories, Manifest, Popularity};
+use crate::understand::QueryFacets;
 use crate::{Catalog, EngineConfig, EngineError, SearchConfig, Snapshot, TrainConfig};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -194,6 +195,9 @@ pub fn train_with_embedder(
     drop(features);
     phases.start("text index");
     let text = build_text_index(&gathered.items, &config.search);
+    let speller = config.search.spell.enabled.then(|| {
+        Speller::new(build_vocabulary(&gathered.items, &config.search), config.search.spell, config.search.stem)
+    });
     phases.start("catalog");
     let catalog = Catalog::from_items(&gathered.items);
     drop(gathered.items);
@@ -224,6 +228,9 @@ pub fn train_with_embedder(
         text,
         cf,
         content,
+        speller,
+        // Derived on load; training only writes the snapshot.
+        facets: QueryFacets::default(),
     };
     snapshot.save(writer.path())?;
     let id = writer.publish()?;
@@ -353,6 +360,11 @@ pub fn build_text_index(items: &[Item], config: &SearchConfig) -> Bm25Index {
     let analyzer = AnalyzerConfig { stem: config.stem, stop_words: config.stop_words };
     let params = Bm25Params { k1: config.k1, b: config.b };
     Bm25Index::build(items.len(), |i| item_text(&items[i], config), analyzer, params)
+}
+
+/// The spell corrector's vocabulary: the words of the fields the text index reads.
+pub fn build_vocabulary(items: &[Item], config: &SearchConfig) -> Vocabulary {
+    Vocabulary::build(items.iter().flat_map(|item| item_text(item, config).fields.into_iter().map(|(text, _)| text)))
 }
 
 /// The weighted text of an item: title, categories and tags, and its free-text fields

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use funnel_engine::{SearchConfig, TextEmbedder, build_text_index, content_text};
+use funnel_engine::{SearchConfig, TextEmbedder, build_text_index, build_vocabulary, content_text};
 use funnel_store::import::{Format, read_beir_queries, read_items, read_qrels};
+use funnel_text::Speller;
 use funnel_text::fusion::{self, Normalisation, Ranked};
 use serde_json::json;
 
@@ -124,6 +125,8 @@ pub struct SearchOptions {
     /// Qrels file name under `qrels/` without `.tsv`.
     pub split: String,
     pub search: SearchConfig,
+    /// Correct each query's spelling from the corpus's vocabulary before searching.
+    pub spell: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -183,8 +186,9 @@ pub fn evaluate(
     };
     let dense_index_s = started.elapsed().as_secs_f64();
 
-    let queries: BTreeMap<String, String> =
+    let mut queries: BTreeMap<String, String> =
         read_beir_queries(&queries_path)?.into_iter().map(|q| (q.id, q.text)).collect();
+    let corrected = if options.spell { correct_spelling(&items, &options.search, &mut queries) } else { 0 };
     let mut judged: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
     for qrel in read_qrels(&qrels_path)? {
         judged.entry(qrel.query).or_default().push((qrel.doc, f64::from(qrel.grade)));
@@ -221,8 +225,8 @@ pub fn evaluate(
         let report = Report {
             task: "search",
             dataset: dir.display().to_string(),
-            system: mode.name().into(),
-            params: params(options, mode, items.len(), embedder.filter(|_| mode.needs_dense())),
+            system: format!("{}{}", mode.name(), if options.spell { "+spell" } else { "" }),
+            params: params(options, mode, items.len(), embedder.filter(|_| mode.needs_dense()), corrected),
             metrics: per_query.iter().map(|(m, v)| (m.clone(), stats::mean(v))).collect(),
             n_evaluated: evaluated.len(),
             n_skipped: n_judged - evaluated.len(),
@@ -300,6 +304,7 @@ fn params(
     mode: Mode,
     documents: usize,
     embedder: Option<&dyn TextEmbedder>,
+    corrected: usize,
 ) -> serde_json::Value {
     let search = &options.search;
     let mut params = json!({ "k1": shortest(search.k1), "b": shortest(search.b),
@@ -311,7 +316,29 @@ fn params(
     if let Some(embedder) = embedder {
         params["model"] = json!(embedder.name());
     }
+    if options.spell {
+        params["spell"] = json!({ "corrected_queries": corrected });
+    }
     params
+}
+
+/// Replaces each query by its spelling corrected against the corpus's vocabulary (as
+/// `funnel train` builds it); returns how many queries changed.
+fn correct_spelling(
+    items: &[funnel_core::Item],
+    config: &SearchConfig,
+    queries: &mut BTreeMap<String, String>,
+) -> usize {
+    let speller = Speller::new(build_vocabulary(items, config), config.spell, config.stem);
+    let mut changed = 0;
+    for text in queries.values_mut() {
+        let corrected = speller.correct(text);
+        if !corrected.corrections.is_empty() {
+            *text = corrected.text;
+            changed += 1;
+        }
+    }
+    changed
 }
 
 #[cfg(test)]
@@ -364,7 +391,8 @@ mod tests {
         beir(dir.path());
         let parse = |m| Mode::parse(m, 60.0, 0.5, "min-max").unwrap();
         let modes = ["bm25", "dense", "hybrid-rrf", "hybrid-weighted"].map(parse).to_vec();
-        let options = SearchOptions { modes, depth: 10, split: "test".into(), search: SearchConfig::default() };
+        let options =
+            SearchOptions { modes, depth: 10, split: "test".into(), search: SearchConfig::default(), spell: false };
         let results = evaluate(dir.path(), &options, Some(&Synonyms)).unwrap();
         let ndcg: Vec<f64> = results.iter().map(|r| r.report.metrics["ndcg@10"]).collect();
         assert_eq!(ndcg, [0.0, 1.0, 1.0, 1.0], "\"flutter\" is in no document; its synonym is in d1");

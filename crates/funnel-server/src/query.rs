@@ -53,9 +53,12 @@ pub async fn recommend(State(state): State<Arc<AppState>>, params: Params) -> Re
     run(&state, base_request(&state, &params, "home")?)
 }
 
-/// Text search, personalised when `user` is given.
+/// Text search, personalised when `user` is given. Misspelt words are corrected from the
+/// catalog's vocabulary and the corrected query is searched and returned as
+/// `did_you_mean`; `exact=true` searches the query as typed.
 #[utoipa::path(get, path = "/search",
     params(("q" = String, Query, description = "the query"),
+           ("exact" = Option<bool>, Query, description = "search the query as typed (no spell correction)"),
            ("user" = Option<String>, Query, description = "user id"),
            ("k" = Option<usize>, Query, description = "slate size, 1–1000 (default 10)"),
            ("explain" = Option<bool>, Query, description = "include a per-stage trace"),
@@ -63,9 +66,10 @@ pub async fn recommend(State(state): State<Arc<AppState>>, params: Params) -> Re
     responses((status = 200, body = SlateBody), (status = 400, body = crate::error::ErrorBody),
               (status = 503, body = crate::error::ErrorBody)))]
 pub async fn search(State(state): State<Arc<AppState>>, params: Params) -> Result<Json<SlateBody>, ApiError> {
-    params.only(&["q", "user", "k", "explain", "surface", "seed"])?;
+    params.only(&["q", "exact", "user", "k", "explain", "surface", "seed"])?;
     let query = params.text("q").ok_or_else(|| ApiError::bad_param("q", "required: the text to search for"))?;
-    let request = Request { query: Some(query), ..base_request(&state, &params, "search")? };
+    let exact_query = params.flag("exact")?;
+    let request = Request { query: Some(query), exact_query, ..base_request(&state, &params, "search")? };
     run(&state, request)
 }
 

@@ -7,6 +7,9 @@ use serde::Serialize;
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SlateBody {
     pub items: Vec<ScoredItem>,
+    /// The spell-corrected query that was searched instead of the one given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub did_you_mean: Option<String>,
     /// Present when the request asked to explain: what every stage did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<Trace>,
@@ -16,7 +19,12 @@ pub struct SlateBody {
 
 impl From<funnel_engine::Response> for SlateBody {
     fn from(response: funnel_engine::Response) -> Self {
-        Self { items: response.items, trace: response.trace, snapshot: response.snapshot }
+        Self {
+            items: response.items,
+            did_you_mean: response.did_you_mean,
+            trace: response.trace,
+            snapshot: response.snapshot,
+        }
     }
 }
 

@@ -22,7 +22,7 @@ impl Default for AnalyzerConfig {
 }
 
 /// Turns text into index terms: NFKC, lowercase, split on anything that is not a letter
-/// or digit, drop stop words, English (Porter2) stemming.
+/// or digit, drop stop words and lone letters, English (Porter2) stemming.
 pub struct Analyzer {
     config: AnalyzerConfig,
     stemmer: Stemmer,
@@ -56,7 +56,7 @@ impl Analyzer {
         for token in text.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()) {
             word.clear();
             word.extend(token.chars().flat_map(char::to_lowercase));
-            if self.config.stop_words && STOP_WORDS.binary_search(&word.as_str()).is_ok() {
+            if self.config.stop_words && (is_single_letter(&word) || is_stop_word(&word)) {
                 continue;
             }
             if self.config.stem {
@@ -74,6 +74,16 @@ impl Analyzer {
     }
 }
 
+pub(crate) fn is_stop_word(word: &str) -> bool {
+    STOP_WORDS.binary_search(&word).is_ok()
+}
+
+/// A lone letter ("x", "é") says nothing about a topic; a lone digit may ("3 phase").
+fn is_single_letter(word: &str) -> bool {
+    let mut chars = word.chars();
+    matches!((chars.next(), chars.next()), (Some(c), None) if c.is_alphabetic())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,7 +98,8 @@ mod tests {
         let analyzer = Analyzer::new(AnalyzerConfig::default());
         assert_eq!(analyzer.terms("The Running DOGS of Ｗｅｂ-frameworks!"), ["run", "dog", "web", "framework"]);
         assert_eq!(analyzer.terms("Children's Café"), ["children", "café"]);
+        assert_eq!(analyzer.terms("Vitamin C, 3 phase, x"), ["vitamin", "3", "phase"]);
         let plain = Analyzer::new(AnalyzerConfig { stem: false, stop_words: false });
-        assert_eq!(plain.terms("The Running"), ["the", "running"]);
+        assert_eq!(plain.terms("The Running C"), ["the", "running", "c"]);
     }
 }

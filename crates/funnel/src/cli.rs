@@ -43,6 +43,49 @@ pub enum Command {
     Eval(EvalCommand),
     Split(SplitArgs),
     Embed(EmbedArgs),
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// Speed measurements of Funnel's parts on your own data (the comparisons with other
+/// tools are in the repository's bench/ scripts, which call these).
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    Search(BenchSearchArgs),
+}
+
+/// Time the BM25 text index: build it over a corpus, then run queries one at a time on
+/// one thread.
+///
+/// The corpus is BEIR-style JSON lines ({_id, title, text, …}; .gz is read directly). The
+/// build uses every core (rayon; limit with RAYON_NUM_THREADS). Reports the build time,
+/// queries per second, latency percentiles and the process's peak memory. Settings
+/// come from the [search] configuration.
+///
+/// Example:
+///   funnel bench search --corpus corpus.jsonl.gz --queries queries.txt --fields text --json
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct BenchSearchArgs {
+    #[arg(long)]
+    pub corpus: PathBuf,
+    /// One query per line.
+    #[arg(long)]
+    pub queries: PathBuf,
+    /// Documents per query.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Free-text fields to index besides the title (default: [search] fields, else all).
+    #[arg(long, value_delimiter = ',')]
+    pub fields: Vec<String>,
+    /// Times each query is run; the first pass warms caches and is not timed.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Write each query's top-k document ids (JSON lines) here, for comparing results.
+    #[arg(long)]
+    pub hits: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Embed texts with a sentence-transformers model folder (all-MiniLM-L6-v2 and its kind).
@@ -195,6 +238,10 @@ pub struct EvalSearchArgs {
     /// hybrid-weighted: how scores are put on one scale (min-max or z-score).
     #[arg(long, default_value = "min-max")]
     pub normalisation: String,
+    /// Correct each query's spelling from the corpus's vocabulary first, as the search
+    /// surface does ([search.spell] settings); reports are named MODE+spell.
+    #[arg(long)]
+    pub spell: bool,
     /// Documents retrieved per query.
     #[arg(long, default_value_t = 1000)]
     pub depth: usize,
@@ -397,13 +444,19 @@ fn parse_context(text: &str) -> Result<(String, String), String> {
 
 /// Search the catalog's text.
 ///
-/// Example: funnel search "async web framework" --k 10
+/// Misspelt words are corrected from the catalog's own vocabulary (within two edits,
+/// frequent words preferred) and the corrected query is searched; --exact turns that off.
+///
+/// Example: funnel search "async web framwork" --k 10
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct SearchArgs {
     /// The query (several words may be given without quotes).
     #[arg(required = true, num_args = 1..)]
     pub query: Vec<String>,
+    /// Search the query as typed, without spell correction.
+    #[arg(long)]
+    pub exact: bool,
     #[arg(long)]
     pub user: Option<String>,
     #[arg(long, default_value = "search")]

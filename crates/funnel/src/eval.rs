@@ -113,7 +113,13 @@ fn search(config: &EngineConfig, args: &EvalSearchArgs) -> anyhow::Result<()> {
         anyhow::bail!("--run writes one mode's run: give a single --mode");
     }
     let needs_model = modes.iter().any(|m| *m != Mode::Bm25);
-    let options = SearchOptions { modes, depth: args.depth, split: args.split.clone(), search: config.search.clone() };
+    let options = SearchOptions {
+        modes,
+        depth: args.depth,
+        split: args.split.clone(),
+        search: config.search.clone(),
+        spell: args.spell,
+    };
     let model = args.model.clone().or_else(|| Some(config.content.model.clone()).filter(|m| !m.is_empty()));
     let embedder = match model.filter(|_| needs_model) {
         Some(model) => Some(ContentModel::load(&model).with_context(|| format!("--model {model}"))?),

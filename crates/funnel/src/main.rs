@@ -9,6 +9,7 @@ macro_rules! out {
     ($($arg:tt)*) => { $crate::write_stdout(format_args!($($arg)*)) };
 }
 
+mod bench;
 mod cli;
 mod eval;
 mod import;
@@ -75,6 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(command) => eval::run(&data, &config, command),
         Command::Split(args) => eval::split(&args),
         Command::Embed(args) => embed(&args),
+        Command::Bench(command) => bench::run(&config, command),
     }
 }
 

@@ -8,7 +8,11 @@ use funnel_store::DataDir;
 use crate::cli::{RecommendArgs, SearchArgs, SimilarArgs, SlateArgs};
 
 fn serve_one(data: &DataDir, config: &EngineConfig, slate: &SlateArgs, request: Request) -> anyhow::Result<()> {
-    let engine = Engine::open_latest(&data.snapshots(), config)?;
+    let mut engine = Engine::open_latest(&data.snapshots(), config)?;
+    let dense = config.surfaces.get(&request.surface).is_some_and(|s| s.sources.iter().any(|s| s.name == "dense"));
+    if dense && engine.snapshot().content.is_some() {
+        engine = engine.with_query_embedder(crate::train::query_embedder(config));
+    }
     let request = Request { k: slate.k, explain: slate.explain, seed: slate.seed, ..request };
     let response = engine.run(&request)?;
     if slate.json {
@@ -26,8 +30,13 @@ pub fn recommend(data: &DataDir, config: &EngineConfig, args: RecommendArgs) -> 
 }
 
 pub fn search(data: &DataDir, config: &EngineConfig, args: SearchArgs) -> anyhow::Result<()> {
-    let request =
-        Request { surface: args.surface, user: args.user, query: Some(args.query.join(" ")), ..Request::default() };
+    let request = Request {
+        surface: args.surface,
+        user: args.user,
+        query: Some(args.query.join(" ")),
+        exact_query: args.exact,
+        ..Request::default()
+    };
     serve_one(data, config, &args.slate, request)
 }
 
@@ -38,6 +47,9 @@ pub fn similar(data: &DataDir, config: &EngineConfig, args: SimilarArgs) -> anyh
 
 fn print_table(engine: &Engine, response: &Response) {
     let catalog = &engine.snapshot().catalog;
+    if let Some(corrected) = &response.did_you_mean {
+        out!("showing results for: {corrected}   (--exact to search the query as typed)");
+    }
     if response.items.is_empty() {
         out!("no items (snapshot {})", response.snapshot);
     }

@@ -1,7 +1,7 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use funnel_engine::{EngineConfig, TextEmbedder, TrainReport, train_with_embedder};
+use funnel_engine::{EngineConfig, QueryEmbedder, TextEmbedder, TrainReport, train_with_embedder};
 use funnel_store::import::parse_timestamp;
 use funnel_store::{DataDir, LogReader};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -69,6 +69,23 @@ pub fn build(data: &DataDir, config: &EngineConfig, as_of: Option<i64>, show: bo
     );
     spinner.finish_and_clear();
     Ok(report?)
+}
+
+/// The configured content model as a query embedder, when a surface has a `dense` source
+/// and `content.model` is set; a model that fails to load is a warning (dense retrieval
+/// off), not an error, so BM25 search keeps working.
+pub fn query_embedder(config: &EngineConfig) -> Option<QueryEmbedder> {
+    let dense = config.surfaces.values().flat_map(|s| &s.sources).any(|s| s.name == "dense");
+    if !dense || config.content.model.is_empty() {
+        return None;
+    }
+    match ContentModel::load(&config.content.model) {
+        Ok(model) => Some(std::sync::Arc::new(model)),
+        Err(error) => {
+            tracing::warn!(model = %config.content.model, "query embedder not loaded, dense retrieval off: {error:#}");
+            None
+        }
+    }
 }
 
 /// The MiniLM embedder as the engine's content model.

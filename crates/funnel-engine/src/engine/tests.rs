@@ -89,6 +89,78 @@ fn search_ranks_by_bm25_and_respects_rules() {
 }
 
 #[test]
+fn misspelt_queries_are_corrected_from_the_catalog_unless_exact() {
+    let (_dir, engine) = fixture();
+    let typed = Request { query: Some("Rust framwork".into()), explain: true, ..request("search") };
+    let response = engine.run(&typed).unwrap();
+    assert_eq!(response.did_you_mean.as_deref(), Some("Rust framework"));
+    assert_eq!(ids(&response)[0], "a", "both words now match the Rust web framework");
+    let trace = response.trace.unwrap();
+    let understand = trace.stages.iter().find(|s| s.stage == "understand").expect("an understand stage");
+    assert_eq!(understand.details["corrections"][0]["from"], "framwork");
+    assert_eq!(understand.details["corrections"][0]["to"], "framework");
+
+    let exact = engine.run(&Request { exact_query: true, ..typed }).unwrap();
+    assert_eq!(exact.did_you_mean, None);
+    assert_eq!(ids(&exact), ["c", "a"], "as typed, only `rust` matches");
+    let clean = engine.run(&Request { query: Some("rust framework".into()), ..request("search") }).unwrap();
+    assert_eq!(clean.did_you_mean, None, "nothing to correct");
+}
+
+/// An engine over `items` alone (no events), with `config`.
+fn engine_over(items: Vec<Item>, config: &EngineConfig) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileLog::open(dir.path().join("log")).unwrap();
+    log.append(&items.into_iter().map(Record::Item).collect::<Vec<_>>()).unwrap();
+    let snapshots = SnapshotDir::new(dir.path().join("snapshots"));
+    train(&log.reader(), &snapshots, config, None, &mut |_| {}).unwrap();
+    let engine = Engine::open_latest(&snapshots, config).unwrap();
+    (dir, engine)
+}
+
+fn titled(id: &str, title: &str, categories: &[&str]) -> Item {
+    let mut item = Item::bare(id);
+    item.title = title.into();
+    item.categories = categories.iter().map(|c| (*c).to_owned()).collect();
+    item
+}
+
+#[test]
+fn a_title_query_puts_its_item_first_and_named_categories_boost_or_filter() {
+    let items = || {
+        vec![
+            titled("crab", "Rust crab", &["Animal"]),
+            titled("game", "Rust: survive the island", &["Game"]),
+            titled("oxide", "Rust oxide on rusty rust", &["Chemistry"]),
+            titled("guide", "Rust game guide", &["Book"]),
+        ]
+    };
+    let mut config = EngineConfig::default();
+    let (_dir, engine) = engine_over(items(), &config);
+    let search = |engine: &Engine, q: &str| {
+        engine.run(&Request { query: Some(q.into()), explain: true, ..request("search") }).unwrap()
+    };
+    let plain = search(&engine, "rust");
+    assert_ne!(ids(&plain)[0], "game", "by text alone the game is not first: {:?}", ids(&plain));
+    let navigational = search(&engine, "rust survive the island");
+    assert_eq!(ids(&navigational)[0], "game");
+    let trace = navigational.trace.unwrap();
+    let stage = trace.stages.iter().find(|s| s.component == "entities").unwrap();
+    assert_eq!(stage.details["intent"]["navigational"], "game");
+
+    // "game" names the Game category: its item is boosted over the guide with "game" in its title.
+    let boosted = search(&engine, "rust game");
+    assert_eq!(ids(&boosted)[0], "game", "{:?}", ids(&boosted));
+    assert_eq!(ids(&boosted).len(), 4);
+    config.search.entities.mode = crate::EntityMode::Off;
+    let (_dir2, text_only) = engine_over(items(), &config);
+    assert_eq!(ids(&search(&text_only, "rust game"))[0], "guide", "without the boost text decides");
+    config.search.entities.mode = crate::EntityMode::Filter;
+    let (_dir3, filtering) = engine_over(items(), &config);
+    assert_eq!(ids(&search(&filtering, "rust game")), ["game"]);
+}
+
+#[test]
 fn similar_items_share_text_and_unknown_items_are_errors() {
     let (_dir, engine) = fixture();
     let response = engine.run(&Request { item: Some("b".into()), ..request("similar") }).unwrap();
@@ -352,4 +424,54 @@ fn cold_start_users_get_what_their_segment_likes() {
     let fr: std::collections::BTreeMap<String, String> = [("country".to_owned(), "FR".to_owned())].into();
     let moved = engine.run(&Request { user: Some("de-newbie".into()), k: 3, context: fr, ..request("home") }).unwrap();
     assert_eq!(sorted(&moved), ["y1", "y2", "y3"], "the request's context wins over the stored attribute");
+}
+
+/// A toy embedder in which "car" and "automobile" mean the same (what BM25 cannot see).
+struct Synonyms(&'static str);
+
+impl crate::TextEmbedder for Synonyms {
+    fn name(&self) -> String {
+        self.0.into()
+    }
+
+    fn embed(&self, texts: &[&str], _: &mut dyn FnMut(usize)) -> Result<Vec<Vec<f32>>, String> {
+        let groups: [&[&str]; 4] = [&["car", "automobile"], &["bike", "bicycle"], &["red"], &["manual", "repair"]];
+        Ok(texts
+            .iter()
+            .map(|text| {
+                let words: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();
+                groups.iter().map(|g| words.iter().filter(|w| g.contains(&w.as_str())).count() as f32 + 0.01).collect()
+            })
+            .collect())
+    }
+}
+
+#[test]
+fn hybrid_search_fuses_bm25_with_the_query_embedding() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileLog::open(dir.path().join("log")).unwrap();
+    let items = [("car", "Red car"), ("bike", "Red bike"), ("auto", "Automobile repair manual"), ("tire", "Bicycle")];
+    log.append(&items.map(|(id, title)| item(id, title, true, true))).unwrap();
+    let snapshots = SnapshotDir::new(dir.path().join("snapshots"));
+    let config = EngineConfig::default();
+    crate::train_with_embedder(&log.reader(), &snapshots, &config, None, Some(&Synonyms("syn")), &mut |_| {}).unwrap();
+    let query = Request { query: Some("automobile".into()), explain: true, ..request("search") };
+
+    let text_only = Engine::open_latest(&snapshots, &config).unwrap();
+    assert!(!text_only.embeds_queries());
+    assert_eq!(ids(&text_only.run(&query).unwrap()), ["auto"], "BM25 alone knows only the word");
+
+    let hybrid = Engine::open_latest(&snapshots, &config).unwrap().with_query_embedder(Some(Arc::new(Synonyms("syn"))));
+    assert!(hybrid.embeds_queries());
+    let response = hybrid.run(&query).unwrap();
+    assert_eq!(ids(&response)[..2], ["auto", "car"], "found by both, then by meaning: {:?}", ids(&response));
+    let trace = response.trace.unwrap();
+    assert!(trace.stages.iter().any(|s| s.stage == "understand" && s.component == "embed"));
+    assert!(trace.stages.iter().any(|s| s.stage == "candidates" && s.component == "dense" && s.output > 0));
+
+    // Another model's query vectors would not live in the snapshot's space: not used.
+    let other =
+        Engine::open_latest(&snapshots, &config).unwrap().with_query_embedder(Some(Arc::new(Synonyms("other"))));
+    assert!(!other.embeds_queries());
+    assert_eq!(ids(&other.run(&query).unwrap()), ["auto"]);
 }

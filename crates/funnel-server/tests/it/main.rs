@@ -36,7 +36,7 @@ fn server() -> Server {
         log.append(&records).unwrap();
         train(&log.reader(), &data.snapshots(), &config(), None, &mut |_| {}).unwrap();
     }
-    let state = Arc::new(AppState::open(&data, config()).unwrap());
+    let state = Arc::new(AppState::open(&data, config(), None).unwrap());
     Server { _dir: dir, data, state }
 }
 
@@ -123,6 +123,21 @@ async fn search_and_similar_answer() {
 }
 
 #[tokio::test]
+async fn misspelt_search_answers_did_you_mean_unless_exact() {
+    let s = server();
+    let (status, body) = s.get("/search?q=starshp%20signl&k=5").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["did_you_mean"], "starship signal", "{body}");
+    assert!(!ids(&body).is_empty());
+    let (status, exact) = s.get("/search?q=starshp%20signl&k=5&exact=true").await;
+    assert_eq!(status, StatusCode::OK, "{exact}");
+    assert!(exact.get("did_you_mean").is_none(), "{exact}");
+    assert!(ids(&exact).is_empty(), "neither typed word is in the catalog: {exact}");
+    let (status, bad) = s.get("/search?q=galaxy&exact=maybe").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+}
+
+#[tokio::test]
 async fn malformed_json_is_400() {
     let s = server();
     assert_error(&s.post("/events", "[{\"user\": ").await, StatusCode::BAD_REQUEST, None);
@@ -186,7 +201,7 @@ async fn bad_parameters_and_unknown_ids_are_named() {
 #[tokio::test]
 async fn without_a_snapshot_queries_are_503_and_writes_still_work() {
     let dir = tempfile::tempdir().unwrap();
-    let state = Arc::new(AppState::open(&DataDir::new(dir.path()), EngineConfig::default()).unwrap());
+    let state = Arc::new(AppState::open(&DataDir::new(dir.path()), EngineConfig::default(), None).unwrap());
     let s = Server { data: DataDir::new(dir.path()), _dir: dir, state };
     assert_error(&s.get("/recommend").await, StatusCode::SERVICE_UNAVAILABLE, None);
     let (status, _) = s.post("/items", json!([{"id": "a", "title": "A"}]).to_string()).await;

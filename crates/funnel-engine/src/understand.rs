@@ -1,0 +1,256 @@
+//! Query understanding beyond spelling: which catalog facets a query names, and what
+//! the user is after.
+//!
+//! - **Navigational**: the whole query is an item's title (`fastapi`, `star wars` for
+//!   "Star Wars (1977)": a trailing parenthesis is optional). That item goes first.
+//! - **Filtered**: the query names categories (`comedy romance`); matching items are
+//!   boosted, or the others dropped, as `[search.entities] mode` says.
+//! - **Exploratory**: anything else; text relevance alone decides.
+//!
+//! Both lookups are built from the catalog when a snapshot loads: titles as 64-bit hashes
+//! of their normalised words (a sorted array, 12 bytes per item), category names as
+//! word sequences.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::Catalog;
+use crate::snapshot::Popularity;
+
+/// What the query is after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// One item, by its exact title.
+    Navigational(u32),
+    /// Items of the named categories.
+    Filtered,
+    Exploratory,
+}
+
+/// How recognised categories act on the text results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntityMode {
+    /// Items in a named category score `1 + boost` times higher per category.
+    Boost,
+    /// Only items in every named category are kept.
+    Filter,
+    /// Categories are not recognised.
+    Off,
+}
+
+/// `[search.entities]`: read when serving (no retraining needed to change it).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EntityConfig {
+    pub mode: EntityMode,
+    pub boost: f32,
+    /// Put the item whose title is the whole query first.
+    pub navigational: bool,
+}
+
+impl Default for EntityConfig {
+    fn default() -> Self {
+        Self { mode: EntityMode::Boost, boost: 0.5, navigational: true }
+    }
+}
+
+/// What the understand stage found in one query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Understanding {
+    pub intent: Intent,
+    /// Categories named in the query, in query order, distinct.
+    pub categories: Vec<u32>,
+    pub mode: EntityMode,
+    pub boost: f32,
+}
+
+impl Understanding {
+    /// How much an item's text score is multiplied by, or `None` when a filter drops it.
+    pub fn factor(&self, item_categories: &[u32]) -> Option<f32> {
+        let matched = self.categories.iter().filter(|c| item_categories.contains(c)).count();
+        match self.mode {
+            EntityMode::Filter if matched < self.categories.len() => None,
+            EntityMode::Boost => Some((1.0 + self.boost).powi(matched as i32)),
+            _ => Some(1.0),
+        }
+    }
+
+    pub fn describe(&self, catalog: &Catalog) -> Value {
+        let intent = match self.intent {
+            Intent::Navigational(item) => json!({ "navigational": catalog.get(item).id }),
+            Intent::Filtered => json!("filtered"),
+            Intent::Exploratory => json!("exploratory"),
+        };
+        let names: Vec<&str> = self.categories.iter().map(|&c| catalog.category_name(c)).collect();
+        json!({ "intent": intent, "categories": names, "entity_mode": self.mode })
+    }
+}
+
+/// The lookups: title hashes and category names.
+#[derive(Debug, Default)]
+pub struct QueryFacets {
+    /// (hash of a title's words, item), sorted; for equal titles the most popular item
+    /// comes first.
+    titles: Vec<(u64, u32)>,
+    /// Each category's name as lower-case words, with its id; longest first.
+    categories: Vec<(Vec<String>, u32)>,
+}
+
+/// Longest category name, in words, that is looked for.
+const MAX_PHRASE: usize = 6;
+
+impl QueryFacets {
+    pub fn build(catalog: &Catalog, popularity: &Popularity) -> Self {
+        let mut rank = vec![u32::MAX; catalog.len()];
+        for (position, &item) in popularity.order.iter().enumerate() {
+            rank[item as usize] = position as u32;
+        }
+        let mut titles: Vec<(u64, u32, u32)> = Vec::new();
+        for item in 0..catalog.len() as u32 {
+            let title = &catalog.get(item).title;
+            let full = words(title);
+            if full.is_empty() {
+                continue;
+            }
+            titles.push((hash(&full), rank[item as usize], item));
+            if let Some(cut) = title.trim_end().strip_suffix(')').and_then(|t| t.rfind('(')) {
+                let short = words(&title[..cut]);
+                if !short.is_empty() {
+                    titles.push((hash(&short), rank[item as usize], item));
+                }
+            }
+        }
+        titles.sort_unstable();
+        titles.dedup_by_key(|entry| (entry.0, entry.2));
+        let mut categories: Vec<(Vec<String>, u32)> = (0..catalog.n_categories() as u32)
+            .map(|c| (words(catalog.category_name(c)), c))
+            .filter(|(w, _)| !w.is_empty() && w.len() <= MAX_PHRASE)
+            .collect();
+        categories.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+        Self { titles: titles.into_iter().map(|(key, _, item)| (key, item)).collect(), categories }
+    }
+
+    /// The item whose title is exactly `query` (the most popular of equal titles).
+    fn title(&self, query: &[String]) -> Option<u32> {
+        let key = hash(query);
+        let at = self.titles.partition_point(|&(k, _)| k < key);
+        self.titles.get(at).filter(|&&(k, _)| k == key).map(|&(_, item)| item)
+    }
+
+    /// Categories named in `query`: at each word the longest name starting there.
+    fn named_categories(&self, query: &[String]) -> Vec<u32> {
+        let mut found = Vec::new();
+        let mut at = 0;
+        while at < query.len() {
+            let hit = self.categories.iter().find(|(name, _)| query[at..].starts_with(name));
+            match hit {
+                Some((name, category)) => {
+                    if !found.contains(category) {
+                        found.push(*category);
+                    }
+                    at += name.len();
+                }
+                None => at += 1,
+            }
+        }
+        found
+    }
+
+    pub fn understand(&self, query: &str, config: &EntityConfig) -> Understanding {
+        let words = words(query);
+        let categories = match config.mode {
+            EntityMode::Off => Vec::new(),
+            _ => self.named_categories(&words),
+        };
+        let navigational = config.navigational.then(|| self.title(&words)).flatten();
+        let intent = match (navigational, categories.is_empty()) {
+            (Some(item), _) => Intent::Navigational(item),
+            (None, false) => Intent::Filtered,
+            (None, true) => Intent::Exploratory,
+        };
+        Understanding { intent, categories, mode: config.mode, boost: config.boost.max(0.0) }
+    }
+}
+
+/// Lower-case words (letters and digits) of `text`.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.chars().flat_map(char::to_lowercase).collect())
+        .collect()
+}
+
+/// FNV-1a over the words, a separator between them.
+fn hash(words: &[String]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for word in words {
+        for b in word.bytes().chain([0xff]) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use funnel_core::Item;
+
+    use super::*;
+
+    fn item(id: &str, title: &str, categories: &[&str]) -> Item {
+        let mut item = Item::bare(id);
+        item.title = title.into();
+        item.categories = categories.iter().map(|c| (*c).to_owned()).collect();
+        item
+    }
+
+    fn facets() -> (Catalog, QueryFacets) {
+        let items = [
+            item("sw", "Star Wars (1977)", &["Sci-Fi", "Action"]),
+            item("love", "Love Actually", &["Comedy", "Romance"]),
+            item("fa", "fastapi", &[]),
+            item("fa2", "FastAPI", &["Web Framework"]),
+        ];
+        let catalog = Catalog::from_items(&items);
+        // fa2 is more popular than fa.
+        let popularity = Popularity { scores: vec![1.0, 1.0, 1.0, 5.0], order: vec![3, 0, 1, 2] };
+        let facets = QueryFacets::build(&catalog, &popularity);
+        (catalog, facets)
+    }
+
+    #[test]
+    fn a_whole_title_is_navigational_with_or_without_its_parenthesis() {
+        let (_, facets) = facets();
+        let config = EntityConfig::default();
+        assert_eq!(facets.understand("Star Wars", &config).intent, Intent::Navigational(0));
+        assert_eq!(facets.understand("star wars (1977)", &config).intent, Intent::Navigational(0));
+        assert_eq!(facets.understand("star wars sequel", &config).intent, Intent::Exploratory);
+        assert_eq!(facets.understand("FASTAPI", &config).intent, Intent::Navigational(3), "the more popular one");
+        let off = EntityConfig { navigational: false, ..config };
+        assert_eq!(facets.understand("fastapi", &off).intent, Intent::Exploratory);
+    }
+
+    #[test]
+    fn named_categories_filter_or_boost() {
+        let (catalog, facets) = facets();
+        let boost = EntityConfig::default();
+        let understood = facets.understand("funny comedy with romance", &boost);
+        assert_eq!(understood.intent, Intent::Filtered);
+        let names: Vec<&str> = understood.categories.iter().map(|&c| catalog.category_name(c)).collect();
+        assert_eq!(names, ["Comedy", "Romance"]);
+        assert_eq!(understood.factor(&catalog.get(1).categories), Some(2.25));
+        assert_eq!(understood.factor(&catalog.get(0).categories), Some(1.0));
+        // Multi-word names match whole; "sci fi" is the words of "Sci-Fi".
+        let phrase = facets.understand("async web framework", &boost);
+        assert_eq!(phrase.categories.len(), 1);
+        assert_eq!(facets.understand("sci fi classics", &boost).categories.len(), 1);
+
+        let filter = EntityConfig { mode: EntityMode::Filter, ..boost };
+        let understood = facets.understand("comedy romance", &filter);
+        assert_eq!(understood.factor(&catalog.get(1).categories), Some(1.0));
+        assert_eq!(understood.factor(&catalog.get(0).categories), None);
+        let off = EntityConfig { mode: EntityMode::Off, ..boost };
+        assert_eq!(facets.understand("comedy", &off).intent, Intent::Exploratory);
+    }
+}
