@@ -258,7 +258,7 @@ def speed(args):
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
     out = subprocess.run(
         [args.bin, "bench", "search", "--corpus", corpus_path, "--queries", queries_path, "--fields", "text",
-         "--repeat", str(args.passes + 1), "--json"],
+         "--repeat", str(args.passes), "--json"],
         check=True, capture_output=True, text=True, env=env,
     ).stdout
     funnel = json.loads(out)

@@ -42,7 +42,9 @@ def misspell(word, rng):
 
 
 def with_typo(text, rng):
-    words = [m for m in re.finditer(r"[A-Za-z]+", text) if len(m.group()) >= 4 and m.group().lower() not in STOP_WORDS]
+    # Whole words of letters only (not the letters of "f16" or "2nd").
+    pattern = r"(?<![0-9A-Za-z])[A-Za-z]{4,}(?![0-9A-Za-z])"
+    words = [m for m in re.finditer(pattern, text) if m.group().lower() not in STOP_WORDS]
     if not words:
         return text
     m = rng.choice(words)
@@ -65,8 +67,9 @@ def main():
                 out.write(json.dumps(query) + "\n")
     for name in ("corpus.jsonl", "qrels"):
         link = os.path.join(args.out, name)
-        if not os.path.lexists(link):
-            os.symlink(os.path.abspath(os.path.join(args.beir, name)), link)
+        if os.path.lexists(link):
+            os.remove(link)
+        os.symlink(os.path.abspath(os.path.join(args.beir, name)), link)
 
 
 if __name__ == "__main__":

@@ -355,6 +355,15 @@ impl EngineConfig {
         if !(s.title_weight >= 0.0 && s.title_weight.is_finite()) {
             return Err(ConfigError::new("search.title_weight", "must be ≥ 0"));
         }
+        if !(1.0..=1e6).contains(&s.spell.edit_penalty) {
+            return Err(ConfigError::new("search.spell.edit_penalty", "must be between 1 and 1000000"));
+        }
+        if !(1..=64).contains(&s.spell.min_length) {
+            return Err(ConfigError::new("search.spell.min_length", "must be between 1 and 64"));
+        }
+        if !(0.0..=100.0).contains(&s.entities.boost) {
+            return Err(ConfigError::new("search.entities.boost", "must be between 0 and 100"));
+        }
         let c = &self.content;
         if c.hnsw_m < 2 || c.hnsw_m > 200 {
             return Err(ConfigError::new("content.hnsw_m", "must be between 2 and 200"));

@@ -92,8 +92,10 @@ impl Engine {
             EngineError::UnknownSurface(request.surface.clone(), self.surfaces().collect::<Vec<_>>().join(", "))
         })?;
         let mut stages = Stages { traces: Vec::new(), explain: request.explain };
-        let corrected = self.correct(request, &mut stages);
-        let query = corrected.as_ref().map(|c| c.text.as_str()).or(request.query.as_deref());
+        // Only surfaces that search text read the query.
+        let request_query = request.query.as_deref().filter(|_| pipeline.needs_query());
+        let corrected = request_query.and_then(|q| self.correct(q, request.exact_query, &mut stages));
+        let query = corrected.as_ref().map(|c| c.text.as_str()).or(request_query);
         let understanding = query.map(|q| self.understand(q, &mut stages));
         let mut ctx = self.context(request, pipeline, query)?;
         ctx.understanding = understanding;
@@ -118,10 +120,12 @@ impl Engine {
     }
 
     /// Spell correction against the catalog's vocabulary. `Some` only when a word was
-    /// replaced.
-    fn correct(&self, request: &Request, stages: &mut Stages) -> Option<Corrected> {
-        let query = request.query.as_deref().filter(|_| !request.exact_query)?;
-        let speller = self.snapshot.speller.as_ref()?;
+    /// replaced; a query that is exactly an item's title is the catalog's own spelling.
+    fn correct(&self, query: &str, exact: bool, stages: &mut Stages) -> Option<Corrected> {
+        let speller = self.snapshot.speller.as_ref().filter(|_| !exact)?;
+        if self.entities.navigational && self.snapshot.facets.is_title(query) {
+            return None;
+        }
         let started = Instant::now();
         let corrected = speller.correct(query);
         let changed = corrected.corrections.len();

@@ -13,7 +13,8 @@ pub(crate) fn by_name(name: &str) -> Box<dyn Ranker> {
     }
 }
 
-/// Orders by the weighted, normalised source score (ties by item index).
+/// Orders by the merged score (the surface's `merge`: weighted normalised source scores,
+/// or reciprocal ranks; ties by item index).
 struct ByScore;
 
 impl Ranker for ByScore {
@@ -23,6 +24,6 @@ impl Ranker for ByScore {
 
     fn rank(&self, _ctx: &RequestContext<'_>, candidates: &mut Vec<Candidate>) -> Value {
         candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
-        json!({ "order": "weighted source score, each source normalised by its best score" })
+        json!({ "order": "merged source score (see the surface's merge)" })
     }
 }

@@ -157,7 +157,8 @@ impl CandidateSource for Bm25 {
 
 /// Dense retrieval: the items whose content vectors are nearest to the query's embedding
 /// (needs content vectors in the snapshot and a query embedder in the engine). Named
-/// categories act as on BM25.
+/// categories act as on BM25, but on the nearest items found: with `filter` and a small
+/// category this source may return fewer than its quota.
 struct Dense;
 
 impl CandidateSource for Dense {
@@ -174,7 +175,11 @@ impl CandidateSource for Dense {
             .nearest(vector, wanted)
             .into_iter()
             .filter(|n| ctx.eligible(n.id))
-            .filter_map(|n| entity_factor(ctx, n.id).map(|f| Candidate::new(n.id, self.name(), n.score * f)))
+            // Cosine may be negative: a boost must still move the item up.
+            .filter_map(|n| {
+                let boosted = |f: f32| if n.score >= 0.0 { n.score * f } else { n.score / f };
+                entity_factor(ctx, n.id).map(|f| Candidate::new(n.id, self.name(), boosted(f)))
+            })
             .take(limit)
             .collect();
         by_score(&mut found);

@@ -8,11 +8,12 @@
 //! - **Exploratory**: anything else; text relevance alone decides.
 //!
 //! Both lookups are built from the catalog when a snapshot loads: titles as 64-bit hashes
-//! of their normalised words (a sorted array, 12 bytes per item), category names as
-//! word sequences.
+//! of their normalised words (a sorted array of 16-byte entries, one or two per item),
+//! category names as word sequences.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use unicode_normalization::UnicodeNormalization;
 
 use crate::Catalog;
 use crate::snapshot::Popularity;
@@ -33,7 +34,7 @@ pub enum Intent {
 pub enum EntityMode {
     /// Items in a named category score `1 + boost` times higher per category.
     Boost,
-    /// Only items in every named category are kept.
+    /// Only items in every named category are kept (by the `bm25` and `dense` sources).
     Filter,
     /// Categories are not recognised.
     Off,
@@ -67,7 +68,12 @@ pub struct Understanding {
 
 impl Understanding {
     /// How much an item's text score is multiplied by, or `None` when a filter drops it.
+    /// A navigational query names one item: its words are the title's, not facets, so
+    /// nothing is boosted or filtered.
     pub fn factor(&self, item_categories: &[u32]) -> Option<f32> {
+        if matches!(self.intent, Intent::Navigational(_)) {
+            return Some(1.0);
+        }
         let matched = self.categories.iter().filter(|c| item_categories.contains(c)).count();
         match self.mode {
             EntityMode::Filter if matched < self.categories.len() => None,
@@ -131,6 +137,11 @@ impl QueryFacets {
         Self { titles: titles.into_iter().map(|(key, _, item)| (key, item)).collect(), categories }
     }
 
+    /// Whether `query` is exactly some item's title (then its spelling is the catalog's own).
+    pub fn is_title(&self, query: &str) -> bool {
+        self.title(&words(query)).is_some()
+    }
+
     /// The item whose title is exactly `query` (the most popular of equal titles).
     fn title(&self, query: &[String]) -> Option<u32> {
         let key = hash(query);
@@ -173,8 +184,10 @@ impl QueryFacets {
     }
 }
 
-/// Lower-case words (letters and digits) of `text`.
+/// Lower-case words (letters and digits) of `text`, after NFKC.
 fn words(text: &str) -> Vec<String> {
+    let text: std::borrow::Cow<'_, str> =
+        if text.is_ascii() { text.into() } else { text.nfkc().collect::<String>().into() };
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(|w| w.chars().flat_map(char::to_lowercase).collect())
@@ -211,10 +224,11 @@ mod tests {
             item("love", "Love Actually", &["Comedy", "Romance"]),
             item("fa", "fastapi", &[]),
             item("fa2", "FastAPI", &["Web Framework"]),
+            item("guide", "Comedy Writing Guide", &["Book"]),
         ];
         let catalog = Catalog::from_items(&items);
         // fa2 is more popular than fa.
-        let popularity = Popularity { scores: vec![1.0, 1.0, 1.0, 5.0], order: vec![3, 0, 1, 2] };
+        let popularity = Popularity { scores: vec![1.0, 1.0, 1.0, 5.0, 1.0], order: vec![3, 0, 1, 2, 4] };
         let facets = QueryFacets::build(&catalog, &popularity);
         (catalog, facets)
     }
@@ -252,5 +266,16 @@ mod tests {
         assert_eq!(understood.factor(&catalog.get(0).categories), None);
         let off = EntityConfig { mode: EntityMode::Off, ..boost };
         assert_eq!(facets.understand("comedy", &off).intent, Intent::Exploratory);
+    }
+
+    #[test]
+    fn a_navigational_query_is_not_filtered_by_the_categories_its_title_names() {
+        let (catalog, facets) = facets();
+        let filter = EntityConfig { mode: EntityMode::Filter, ..EntityConfig::default() };
+        // The title names the Comedy category, but the guide is a Book: still the item asked for.
+        let understood = facets.understand("comedy writing guide", &filter);
+        assert_eq!(understood.intent, Intent::Navigational(4));
+        assert_eq!(understood.factor(&catalog.get(4).categories), Some(1.0));
+        assert!(facets.is_title("Ｓtar Wars"), "full-width letters are NFKC-normalised");
     }
 }

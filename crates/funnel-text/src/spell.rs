@@ -34,6 +34,13 @@ impl Vocabulary {
     pub fn build<'a>(texts: impl IntoIterator<Item = &'a str>) -> Self {
         let mut counts: FxHashMap<String, u32> = FxHashMap::default();
         for text in texts {
+            let normalized: String;
+            let text = if text.is_ascii() {
+                text
+            } else {
+                normalized = text.nfkc().collect();
+                &normalized
+            };
             for_each_word(text, |_, word| {
                 if let Some(count) = counts.get_mut(word) {
                     *count = count.saturating_add(1);
@@ -105,6 +112,9 @@ pub struct Speller {
     config: SpellConfig,
     /// (hash of a delete string, word index), sorted.
     deletes: Vec<(u64, u32)>,
+    /// The highest count of a word that can be proposed: a known word more than
+    /// `edit_penalty` times rarer than this has no rival, and is not looked up.
+    max_count: u32,
     /// With stemming, how often each stem occurs: a word the catalog has only in another
     /// form (`interested` when it says `interest`) is known to the index, not a typo.
     stems: Option<(Stemmer, FxHashMap<String, u32>)>,
@@ -131,6 +141,7 @@ impl Speller {
         }
         deletes.sort_unstable();
         deletes.dedup();
+        let max_count = deletes.iter().map(|&(_, index)| vocabulary.counts[index as usize]).max().unwrap_or(0);
         let stems = stem.then(|| {
             let stemmer = Stemmer::create(Algorithm::English);
             let mut counts: FxHashMap<String, u32> = FxHashMap::default();
@@ -140,7 +151,7 @@ impl Speller {
             }
             (stemmer, counts)
         });
-        Self { vocabulary, config, deletes, stems }
+        Self { vocabulary, config, deletes, max_count, stems }
     }
 
     /// How often the catalog has `word`, or any word with its stem.
@@ -185,6 +196,9 @@ impl Speller {
         let penalty = f64::from(self.config.edit_penalty.max(1.0)).ln();
         let score = |count: u32, distance: usize| f64::from(count).ln() - distance as f64 * penalty;
         let own = self.known_count(word).map(|count| score(count, 0));
+        if own.is_some_and(|own| own + penalty >= f64::from(self.max_count).ln()) {
+            return None;
+        }
         let mut best: Option<(f64, usize, u32)> = None;
         let mut variants = Vec::new();
         deletes_of(word, max_distance, &mut variants);
@@ -197,7 +211,7 @@ impl Speller {
         candidates.dedup();
         // A known word gives way only to a word at least `edit_penalty` times more frequent:
         // rarer candidates are dropped before any distance is computed.
-        let floor = own.map_or(0.0, |own| own + penalty);
+        let floor = own.map_or(f64::NEG_INFINITY, |own| own + penalty);
         for index in candidates {
             let count = self.vocabulary.counts[index as usize];
             let candidate = &self.vocabulary.words[index as usize];
@@ -368,5 +382,16 @@ mod tests {
     fn non_ascii_queries_are_normalised_and_corrected() {
         let s = speller(&["café crème"; 3]);
         assert_eq!(s.correct("Ｃafé crme").text, "Café crème");
+        // A catalog in decomposed form (e + combining accent) knows the composed word.
+        let decomposed = speller(&["cafe\u{301} cre\u{300}me"; 3]);
+        assert_eq!(decomposed.correct("café").corrections, []);
+        assert_eq!(decomposed.correct("crme").text, "crème");
+    }
+
+    #[test]
+    fn min_count_one_proposes_words_seen_once() {
+        let config = SpellConfig { min_count: 1, ..SpellConfig::default() };
+        let s = Speller::new(Vocabulary::build(["zebra"]), config, true);
+        assert_eq!(s.correct("zebar").text, "zebra");
     }
 }

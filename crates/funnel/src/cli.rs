@@ -52,6 +52,41 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     Search(BenchSearchArgs),
+    Http(BenchHttpArgs),
+}
+
+/// Load-test a running server's /search on loopback or over the network.
+///
+/// Several clients (threads with keep-alive connections) each send the next query as soon
+/// as the previous answer arrives, for --seconds after --warmup seconds. Reports answers
+/// per second and latency percentiles as the client sees them; any non-200 answer counts
+/// as an error.
+///
+/// Example:
+///   funnel serve --addr 127.0.0.1:8080 &
+///   funnel bench http --url http://127.0.0.1:8080 --queries queries.txt --concurrency 4 --json
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct BenchHttpArgs {
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// One query per line, sent in turn.
+    #[arg(long)]
+    pub queries: PathBuf,
+    /// Clients sending at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Measured duration.
+    #[arg(long, default_value_t = 20.0)]
+    pub seconds: f64,
+    /// Unmeasured start (connections, caches).
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Items per answer.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Time the BM25 text index: build it over a corpus, then run queries one at a time on
@@ -78,7 +113,7 @@ pub struct BenchSearchArgs {
     /// Free-text fields to index besides the title (default: [search] fields, else all).
     #[arg(long, value_delimiter = ',')]
     pub fields: Vec<String>,
-    /// Times each query is run; the first pass warms caches and is not timed.
+    /// Timed passes over the queries (after one untimed pass that warms caches).
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
     /// Write each query's top-k document ids (JSON lines) here, for comparing results.
