@@ -6,6 +6,7 @@
 //! randomness come in with the request; the same snapshot, request and seed give the
 //! same slate.
 
+mod batching;
 mod catalog;
 mod cf;
 mod config;
@@ -22,6 +23,7 @@ mod sources;
 mod train;
 mod understand;
 
+pub use batching::BatchingEmbedder;
 pub use catalog::{Catalog, CatalogItem};
 pub use cf::{CfModel, Collaborative, TowerFeatures};
 pub use config::{

@@ -10,9 +10,15 @@ use crate::extract::Params;
 use crate::wire::SlateBody;
 use crate::{ApiError, AppState};
 
-fn run(state: &AppState, request: Request) -> Result<Json<SlateBody>, ApiError> {
+/// Runs the request on the blocking pool: a request is milliseconds of CPU (more with a
+/// query embedding), which must not hold up the async workers that accept connections,
+/// and concurrent requests must be able to meet in one embedding batch.
+async fn run(state: &AppState, request: Request) -> Result<Json<SlateBody>, ApiError> {
     let engine = state.engine()?;
-    let response = engine.run(&request)?;
+    let (response, request) = tokio::task::spawn_blocking(move || (engine.run(&request), request))
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let response = response?;
     for (stage, micros) in &response.stage_micros {
         metrics::histogram!("funnel_stage_duration_seconds", "surface" => request.surface.clone(), "stage" => *stage)
             .record(*micros as f64 / 1e6);
@@ -50,7 +56,7 @@ fn base_request(state: &AppState, params: &Params, surface: &str) -> Result<Requ
               (status = 503, body = crate::error::ErrorBody)))]
 pub async fn recommend(State(state): State<Arc<AppState>>, params: Params) -> Result<Json<SlateBody>, ApiError> {
     params.only(&["user", "k", "explain", "surface", "seed", "context"])?;
-    run(&state, base_request(&state, &params, "home")?)
+    run(&state, base_request(&state, &params, "home")?).await
 }
 
 /// Text search, personalised when `user` is given. Misspelt words are corrected from the
@@ -70,7 +76,7 @@ pub async fn search(State(state): State<Arc<AppState>>, params: Params) -> Resul
     let query = params.text("q").ok_or_else(|| ApiError::bad_param("q", "required: the text to search for"))?;
     let exact_query = params.flag("exact")?;
     let request = Request { query: Some(query), exact_query, ..base_request(&state, &params, "search")? };
-    run(&state, request)
+    run(&state, request).await
 }
 
 /// Items like the given one.
@@ -88,5 +94,5 @@ pub async fn similar(
 ) -> Result<Json<SlateBody>, ApiError> {
     params.only(&["k", "user", "explain", "surface", "seed"])?;
     let request = Request { item: Some(id), ..base_request(&state, &params, "similar")? };
-    run(&state, request)
+    run(&state, request).await
 }

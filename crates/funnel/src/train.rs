@@ -79,7 +79,10 @@ pub fn query_embedder(config: &EngineConfig) -> Option<QueryEmbedder> {
     if !dense || config.content.model.is_empty() {
         return None;
     }
-    match ContentModel::load(&config.content.model) {
+    // Concurrent requests' queries share forward passes (up to 16, the model's batch).
+    match ContentModel::load(&config.content.model)
+        .and_then(|model| Ok(funnel_engine::BatchingEmbedder::new(std::sync::Arc::new(model), 16)?))
+    {
         Ok(model) => Some(std::sync::Arc::new(model)),
         Err(error) => {
             tracing::warn!(model = %config.content.model, "query embedder not loaded, dense retrieval off: {error:#}");
