@@ -13,7 +13,6 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use unicode_normalization::UnicodeNormalization;
 
 use crate::Catalog;
 use crate::snapshot::Popularity;
@@ -186,8 +185,7 @@ impl QueryFacets {
 
 /// Lower-case words (letters and digits) of `text`, after NFKC.
 fn words(text: &str) -> Vec<String> {
-    let text: std::borrow::Cow<'_, str> =
-        if text.is_ascii() { text.into() } else { text.nfkc().collect::<String>().into() };
+    let text = funnel_text::nfkc(text);
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(|w| w.chars().flat_map(char::to_lowercase).collect())

@@ -1,3 +1,5 @@
+use std::borrow::Cow;
+
 use rust_stemmers::{Algorithm, Stemmer};
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
@@ -45,13 +47,7 @@ impl Analyzer {
 
     /// Calls `emit` with each term of `text`, in order.
     pub fn for_each_term(&self, text: &str, mut emit: impl FnMut(&str)) {
-        let normalized: String;
-        let text = if text.is_ascii() {
-            text
-        } else {
-            normalized = text.nfkc().collect();
-            &normalized
-        };
+        let text = nfkc(text);
         let mut word = String::new();
         for token in text.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()) {
             word.clear();
@@ -72,6 +68,12 @@ impl Analyzer {
         self.for_each_term(text, |t| terms.push(t.to_owned()));
         terms
     }
+}
+
+/// `text` in Unicode normal form KC (ASCII, the common case, is returned as it is): the
+/// one normalisation of index terms, the spelling vocabulary and query facets.
+pub fn nfkc(text: &str) -> Cow<'_, str> {
+    if text.is_ascii() { Cow::Borrowed(text) } else { Cow::Owned(text.nfkc().collect()) }
 }
 
 pub(crate) fn is_stop_word(word: &str) -> bool {

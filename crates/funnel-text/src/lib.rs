@@ -10,6 +10,6 @@ mod bm25;
 pub mod fusion;
 mod spell;
 
-pub use analyzer::{Analyzer, AnalyzerConfig};
+pub use analyzer::{Analyzer, AnalyzerConfig, nfkc};
 pub use bm25::{Bm25Index, Bm25Params, DocText, Hit};
 pub use spell::{Corrected, Correction, SpellConfig, Speller, Vocabulary};

@@ -8,12 +8,10 @@
 //! `ln(count) − distance · ln(edit_penalty)`, the word as typed included when the catalog
 //! has it, so a rare spelling gives way only to a much more frequent neighbour.
 
+use crate::analyzer::{is_stop_word, nfkc};
 use rust_stemmers::{Algorithm, Stemmer};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use unicode_normalization::UnicodeNormalization;
-
-use crate::analyzer::is_stop_word;
 
 /// Only the first characters of a word are indexed by their deletes (SymSpell's prefix
 /// length); candidates are then checked against the whole word.
@@ -34,14 +32,7 @@ impl Vocabulary {
     pub fn build<'a>(texts: impl IntoIterator<Item = &'a str>) -> Self {
         let mut counts: FxHashMap<String, u32> = FxHashMap::default();
         for text in texts {
-            let normalized: String;
-            let text = if text.is_ascii() {
-                text
-            } else {
-                normalized = text.nfkc().collect();
-                &normalized
-            };
-            for_each_word(text, |_, word| {
+            for_each_word(&nfkc(text), |_, word| {
                 if let Some(count) = counts.get_mut(word) {
                     *count = count.saturating_add(1);
                 } else {
@@ -167,7 +158,7 @@ impl Speller {
 
     /// `query` with each misspelt word replaced by its most likely intended word.
     pub fn correct(&self, query: &str) -> Corrected {
-        let normalized: String = query.nfkc().collect();
+        let normalized = nfkc(query);
         let mut text = String::with_capacity(normalized.len());
         let mut corrections = Vec::new();
         let mut copied = 0;
