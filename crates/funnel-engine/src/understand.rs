@@ -11,6 +11,7 @@
 //! of their normalised words (a sorted array of 16-byte entries, one or two per item),
 //! category names as word sequences.
 
+use funnel_text::words;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -181,15 +182,6 @@ impl QueryFacets {
         };
         Understanding { intent, categories, mode: config.mode, boost: config.boost.max(0.0) }
     }
-}
-
-/// Lower-case words (letters and digits) of `text`, after NFKC.
-fn words(text: &str) -> Vec<String> {
-    let text = funnel_text::nfkc(text);
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| w.chars().flat_map(char::to_lowercase).collect())
-        .collect()
 }
 
 /// FNV-1a over the words, a separator between them.

@@ -12,4 +12,4 @@ mod spell;
 
 pub use analyzer::{Analyzer, AnalyzerConfig, nfkc};
 pub use bm25::{Bm25Index, Bm25Params, DocText, Hit};
-pub use spell::{Corrected, Correction, SpellConfig, Speller, Vocabulary};
+pub use spell::{Corrected, Correction, SpellConfig, Speller, Vocabulary, words};

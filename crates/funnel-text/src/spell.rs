@@ -274,6 +274,14 @@ fn hash(chars: &[char]) -> u64 {
     (h ^ chars.len() as u64).wrapping_mul(0x100_0000_01b3)
 }
 
+/// The lower-case words (runs of letters and digits) of `text` after NFKC: the words the
+/// vocabulary counts and the query facets match.
+pub fn words(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    for_each_word(&nfkc(text), |_, word| words.push(word.to_owned()));
+    words
+}
+
 /// Calls `emit` with the byte span and the lower-cased text of each word of `text`.
 fn for_each_word(text: &str, mut emit: impl FnMut(std::ops::Range<usize>, &str)) {
     let mut lower = String::new();
