@@ -272,6 +272,29 @@ def spell_gate(binary, shared, work):
               f"{clean_spell:.4f} vs {clean:.4f}")
 
 
+def cross_encoder_gate(binary, shared, work):
+    """The cross-encoder path end to end on real data, kept short: fine-tune MiniLM for one
+    epoch on 3% of cranfield's queries, then rerank the held-out queries' BM25 top 3 with
+    the model it wrote. (Whether fine-tuning gains on held-out queries is measured by
+    bench/cross_encoder.py, ~25 min, not here.)"""
+    beir = os.path.join(shared, "data/ir/cranfield/beir")
+    model = os.path.join(shared, "models/all-MiniLM-L6-v2")
+    out_dir = os.path.join(work, "cross-encoder")
+    out, *_ = run(binary, work, "train", "cross-encoder", "--beir", beir, "--base", model, "--out", out_dir,
+                  "--held-out", "0.97", "--max-length", "48", "--json")
+    summary = json.loads(out)
+    with open(os.path.join(out_dir, "held-out.tsv")) as f:
+        held = {line.split("\t")[0] for line in list(f)[1:]}
+    check("cross-encoder: training writes the held-out queries' qrels", len(held) == summary["held_out_queries"] > 200,
+          f"{len(held)} queries in held-out.tsv, {summary['held_out_queries']} reported; {summary['pairs']} pairs")
+    out, *_ = run(binary, work, "eval", "search", "--beir", beir, "--qrels", os.path.join(out_dir, "held-out.tsv"),
+                  "--rerank", out_dir, "--rerank-depth", "3", "--json")
+    reports = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    check("cross-encoder: eval search --rerank reports the mode and the reranked mode on the held-out queries",
+          [r["system"] for r in reports] == ["bm25", "bm25+rerank"] and reports[1]["n_evaluated"] == len(held),
+          str([(r["system"], r["n_evaluated"], round(r["metrics"]["ndcg@10"], 4)) for r in reports]))
+
+
 def eval_ltr_gate(binary, shared, work):
     base = os.path.join(shared, "data/ltr/lightgbm-lambdarank")
     out, *_ = run(binary, work, "eval", "ltr", "--train", f"{base}/rank.train", "--test", f"{base}/rank.test", "--json")
@@ -285,7 +308,7 @@ def main():
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="funnel-gates-")
     try:
-        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, cold_start_gate, embedding_gate, content_gate, eval_search_gate, spell_gate, hybrid_search_gate, eval_ltr_gate, corpus_gate):
+        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, cold_start_gate, embedding_gate, content_gate, eval_search_gate, spell_gate, hybrid_search_gate, cross_encoder_gate, eval_ltr_gate, corpus_gate):
             try:
                 gate(args.bin, args.shared, work)
             except Exception as error:  # a crash of one gate is a failure, not a skip

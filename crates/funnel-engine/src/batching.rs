@@ -111,15 +111,26 @@ mod tests {
         let inner = Arc::new(Recording(Mutex::new(Vec::new()), AtomicBool::new(false)));
         let batching = Arc::new(BatchingEmbedder::new(inner.clone(), 8).unwrap());
         assert_eq!(batching.name(), "recording");
+        let calling = std::sync::atomic::AtomicUsize::new(0);
         let answers: Vec<Vec<Vec<f32>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (1..=6)
                 .map(|n| {
-                    let batching = batching.clone();
-                    scope.spawn(move || batching.embed(&[&"x".repeat(n)], &mut |_| {}).unwrap())
+                    let (batching, calling) = (batching.clone(), &calling);
+                    scope.spawn(move || {
+                        calling.fetch_add(1, Ordering::SeqCst);
+                        batching.embed(&[&"x".repeat(n)], &mut |_| {}).unwrap()
+                    })
                 })
                 .collect();
-            // While the first batch is held, the other callers queue up.
-            std::thread::sleep(std::time::Duration::from_millis(300));
+            // While the first batch is held, the other callers queue up: wait (on a loaded
+            // machine threads start late) until all six are calling and one batch runs.
+            let started = std::time::Instant::now();
+            while (calling.load(Ordering::SeqCst) < 6 || inner.0.lock().unwrap().is_empty())
+                && started.elapsed().as_secs() < 30
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
             inner.1.store(true, Ordering::SeqCst);
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });

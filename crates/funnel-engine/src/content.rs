@@ -19,6 +19,15 @@ pub trait TextEmbedder {
     fn embed(&self, texts: &[&str], progress: &mut dyn FnMut(usize)) -> Result<Vec<Vec<f32>>, String>;
 }
 
+/// Scores (query, document) pairs together: a cross-encoder, for reranking the top of a
+/// result list. Like [`TextEmbedder`], passed in by the caller.
+pub trait PairScorer {
+    /// A label for reports, e.g. the model folder.
+    fn name(&self) -> String;
+    /// One relevance score per document, in order; higher is more relevant.
+    fn score(&self, query: &str, documents: &[&str]) -> Result<Vec<f32>, String>;
+}
+
 /// Longest text given to the embedder (MiniLM reads 256 word pieces anyway).
 const MAX_TEXT_CHARS: usize = 2000;
 

@@ -30,7 +30,7 @@ pub use config::{
     ConfigError, ContentConfig, EngineConfig, Merge, SearchConfig, SegmentConfig, SourceConfig, SurfaceConfig,
     TrainConfig,
 };
-pub use content::{ContentBuild, ContentIndex, TextEmbedder, content_text};
+pub use content::{ContentBuild, ContentIndex, PairScorer, TextEmbedder, content_text};
 pub use engine::{Engine, QueryEmbedder};
 pub use pipeline::{CandidateSource, ExplorationPolicy, Ranker, Rule};
 pub use request::{Request, RequestContext, Response};

@@ -3,10 +3,10 @@
 //! score the rankings with trec_eval's semantics.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use funnel_engine::{SearchConfig, TextEmbedder, build_text_index, build_vocabulary, content_text};
+use funnel_engine::{PairScorer, SearchConfig, TextEmbedder, build_text_index, build_vocabulary, content_text};
 use funnel_store::import::{Format, read_beir_queries, read_items, read_qrels};
 use funnel_text::Speller;
 use funnel_text::fusion::{self, Normalisation, Ranked};
@@ -124,6 +124,11 @@ pub struct SearchOptions {
     pub depth: usize,
     /// Qrels file name under `qrels/` without `.tsv`.
     pub split: String,
+    /// A qrels file elsewhere (e.g. the held-out queries of `funnel train cross-encoder`);
+    /// overrides `split`.
+    pub qrels: Option<PathBuf>,
+    /// With a reranker: how many of each mode's top documents it rescores.
+    pub rerank_depth: usize,
     pub search: SearchConfig,
     /// Correct each query's spelling from the corpus's vocabulary before searching.
     pub spell: bool,
@@ -152,10 +157,13 @@ fn shortest(value: f32) -> f64 {
 
 /// Evaluates each of `options.modes` on the BEIR folder `dir`, one result per mode; dense
 /// and hybrid modes embed the documents and queries with `embedder` (once for all modes).
+/// With a `reranker`, each mode's result is followed by `MODE+rerank`: its top
+/// `options.rerank_depth` rescored by the cross-encoder, compared with the mode alone.
 pub fn evaluate(
     dir: &Path,
     options: &SearchOptions,
     embedder: Option<&dyn TextEmbedder>,
+    reranker: Option<&dyn PairScorer>,
 ) -> Result<Vec<SearchResult>, EvalError> {
     let needs_dense = options.modes.iter().any(Mode::needs_dense);
     let embedder = match (needs_dense, embedder) {
@@ -169,7 +177,7 @@ pub fn evaluate(
     let missing = |name: &str| EvalError::Input(format!("{}: no {name} (expected the BEIR layout)", dir.display()));
     let corpus = dir.join("corpus.jsonl");
     let queries_path = dir.join("queries.jsonl");
-    let qrels_path = dir.join("qrels").join(format!("{}.tsv", options.split));
+    let qrels_path = options.qrels.clone().unwrap_or_else(|| dir.join("qrels").join(format!("{}.tsv", options.split)));
     for (path, name) in [(&corpus, "corpus.jsonl"), (&queries_path, "queries.jsonl"), (&qrels_path, "qrels file")] {
         if !path.exists() {
             return Err(missing(name));
@@ -234,10 +242,63 @@ pub fn evaluate(
             baseline: None,
             comparison: BTreeMap::new(),
         };
-        results.push(SearchResult { report, per_query, rankings });
+        let result = SearchResult { report, per_query, rankings };
+        if let Some(reranker) = reranker {
+            let reranked = rerank(&corpus, &evaluated, &result, reranker, options)?;
+            results.push(result);
+            results.push(reranked);
+        } else {
+            results.push(result);
+        }
     }
     Ok(results)
 }
+
+/// `base` with each query's top `options.rerank_depth` documents reordered by
+/// `reranker`; the rest keep their order below them.
+fn rerank(
+    corpus: &Corpus<'_>,
+    evaluated: &[(String, Judgments<String>)],
+    base: &SearchResult,
+    reranker: &dyn PairScorer,
+    options: &SearchOptions,
+) -> Result<SearchResult, EvalError> {
+    let position: std::collections::HashMap<&str, usize> =
+        corpus.items.iter().enumerate().map(|(n, item)| (item.id.as_str(), n)).collect();
+    let started = Instant::now();
+    let mut rankings = Vec::with_capacity(base.rankings.len());
+    for (query, ranking) in &base.rankings {
+        let depth = options.rerank_depth.min(ranking.len());
+        let texts: Vec<String> =
+            ranking[..depth].iter().map(|(doc, _)| content_text(&corpus.items[position[doc.as_str()]])).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let scores = reranker.score(&corpus.queries[query], &refs).map_err(EvalError::Input)?;
+        let mut top: Ranking =
+            ranking[..depth].iter().zip(&scores).map(|((doc, _), &s)| (doc.clone(), f64::from(s))).collect();
+        trec_order(&mut top);
+        let floor = top.iter().map(|(_, s)| *s).fold(f64::INFINITY, f64::min);
+        let floor = if floor.is_finite() { floor } else { 0.0 };
+        top.extend(ranking[depth..].iter().enumerate().map(|(i, (doc, _))| (doc.clone(), floor - 1.0 - i as f64)));
+        rankings.push((query.clone(), top));
+    }
+    let rerank_s = started.elapsed().as_secs_f64();
+    let per_query = score(evaluated, &rankings, options.depth);
+    let mut report = base.report.clone();
+    report.system = format!("{}+rerank", base.report.system);
+    report.params["rerank"] = json!({ "model": reranker.name(), "depth": options.rerank_depth });
+    report.metrics = per_query.iter().map(|(m, v)| (m.clone(), stats::mean(v))).collect();
+    report.timing.eval_s += rerank_s;
+    report.timing.qps = evaluated.len() as f64 / report.timing.eval_s.max(1e-9);
+    report.baseline = Some(base.report.system.clone());
+    report.comparison = per_query
+        .iter()
+        .map(|(metric, values)| (metric.clone(), stats::compare(values, &base.per_query[metric], RERANK_SEED)))
+        .collect();
+    Ok(SearchResult { report, per_query, rankings })
+}
+
+/// Seed of the bootstrap intervals in the rerank comparison.
+const RERANK_SEED: u64 = 7;
 
 /// What the modes search: the documents, their BM25 index and vectors, the queries.
 struct Corpus<'a> {
@@ -310,6 +371,9 @@ fn params(
     let mut params = json!({ "k1": shortest(search.k1), "b": shortest(search.b),
                 "title_weight": shortest(search.title_weight), "stem": search.stem, "stop_words": search.stop_words,
                 "depth": options.depth, "documents": documents, "split": options.split });
+    if let Some(qrels) = &options.qrels {
+        params["qrels"] = json!(qrels.display().to_string());
+    }
     if let (Some(map), serde_json::Value::Object(extra)) = (params.as_object_mut(), mode.params()) {
         map.extend(extra);
     }
@@ -391,12 +455,58 @@ mod tests {
         beir(dir.path());
         let parse = |m| Mode::parse(m, 60.0, 0.5, "min-max").unwrap();
         let modes = ["bm25", "dense", "hybrid-rrf", "hybrid-weighted"].map(parse).to_vec();
-        let options =
-            SearchOptions { modes, depth: 10, split: "test".into(), search: SearchConfig::default(), spell: false };
-        let results = evaluate(dir.path(), &options, Some(&Synonyms)).unwrap();
+        let options = options(modes);
+        let results = evaluate(dir.path(), &options, Some(&Synonyms), None).unwrap();
         let ndcg: Vec<f64> = results.iter().map(|r| r.report.metrics["ndcg@10"]).collect();
         assert_eq!(ndcg, [0.0, 1.0, 1.0, 1.0], "\"flutter\" is in no document; its synonym is in d1");
         assert_eq!(results[2].report.params["rrf_k"], 60.0);
-        assert!(evaluate(dir.path(), &options, None).unwrap_err().to_string().contains("embedding model"));
+        assert!(evaluate(dir.path(), &options, None, None).unwrap_err().to_string().contains("embedding model"));
+    }
+
+    fn options(modes: Vec<Mode>) -> SearchOptions {
+        SearchOptions {
+            modes,
+            depth: 10,
+            split: "test".into(),
+            qrels: None,
+            rerank_depth: 2,
+            search: SearchConfig::default(),
+            spell: false,
+        }
+    }
+
+    /// A reranker that likes shells: the number of times "shell" occurs.
+    struct Shells;
+
+    impl PairScorer for Shells {
+        fn name(&self) -> String {
+            "shells".into()
+        }
+
+        fn score(&self, _query: &str, documents: &[&str]) -> Result<Vec<f32>, String> {
+            Ok(documents.iter().map(|d| d.matches("shell").count() as f32).collect())
+        }
+    }
+
+    #[test]
+    fn a_reranker_reorders_the_top_and_is_compared_with_the_mode_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        beir(dir.path());
+        let options = options(vec![Mode::Dense]);
+        let results = evaluate(dir.path(), &options, Some(&Synonyms), Some(&Shells)).unwrap();
+        let systems: Vec<&str> = results.iter().map(|r| r.report.system.as_str()).collect();
+        assert_eq!(systems, ["dense", "dense+rerank"]);
+        let order = |r: &SearchResult| r.rankings[0].1.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>();
+        // Dense: d1 (the synonym), then d3 and d2 tied at 0 (trec_eval's order: higher docno
+        // first). The top two are rescored (d3 has two "shell", d1 none); d2 stays below
+        // them although it has one.
+        assert_eq!(order(&results[0]), ["d1", "d3", "d2"]);
+        assert_eq!(order(&results[1]), ["d3", "d1", "d2"]);
+        let rerank = &results[1].report;
+        let expected = 1.0 / 3f64.log2();
+        assert!((rerank.metrics["ndcg@10"] - expected).abs() < 1e-12);
+        assert_eq!(rerank.baseline.as_deref(), Some("dense"));
+        assert!((rerank.comparison["ndcg@10"].diff - (expected - 1.0)).abs() < 1e-12);
+        assert_eq!(rerank.params["rerank"]["depth"], 2);
     }
 }

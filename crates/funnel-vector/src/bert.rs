@@ -6,7 +6,7 @@
 //! `batch × tokens × 1536` intermediate was a quarter of the wall time of embedding on two
 //! cores. It also spares the build the whole candle-transformers model zoo.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -103,8 +103,12 @@ impl Activation {
         }
     }
 
-    fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// The activation; `differentiable` picks candle's own ops, which have gradients
+    /// (the all-cores GELU has none).
+    fn apply(self, x: &Tensor, differentiable: bool) -> candle_core::Result<Tensor> {
         match self {
+            Self::Gelu { exact: true } if differentiable => x.gelu_erf(),
+            Self::Gelu { exact: false } if differentiable => x.gelu(),
             Self::Gelu { exact } => x.contiguous()?.apply_op1_no_bwd(&Gelu { exact }),
             Self::Relu => x.relu(),
         }
@@ -115,9 +119,38 @@ fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Laye
     Ok(LayerNorm::new(vb.get(size, "weight")?, vb.get(size, "bias")?, eps))
 }
 
+/// How inference or training runs the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Fused query/key/value product and all-cores kernels without gradients.
+    Inference,
+    /// Every operation has a gradient and reads the weights it was given (a fused matrix
+    /// would be a copy that an optimiser's in-place updates never reach).
+    Training,
+}
+
+/// The attention's query, key and value projections.
+enum Qkv {
+    /// One matrix (one product instead of three).
+    Fused(Linear),
+    Separate([Linear; 3]),
+}
+
+impl Qkv {
+    /// Queries, keys and values, each `batch × tokens × hidden`.
+    fn forward(&self, x: &Tensor, hidden: usize) -> candle_core::Result<[Tensor; 3]> {
+        match self {
+            Self::Fused(linear) => {
+                let qkv = linear.forward(x)?;
+                Ok([qkv.narrow(2, 0, hidden)?, qkv.narrow(2, hidden, hidden)?, qkv.narrow(2, 2 * hidden, hidden)?])
+            }
+            Self::Separate([q, k, v]) => Ok([q.forward(x)?, k.forward(x)?, v.forward(x)?]),
+        }
+    }
+}
+
 struct Layer {
-    /// Query, key and value projections as one matrix (one product instead of three).
-    qkv: Linear,
+    qkv: Qkv,
     attention_out: Linear,
     attention_norm: LayerNorm,
     intermediate: Linear,
@@ -126,19 +159,24 @@ struct Layer {
 }
 
 impl Layer {
-    fn load(c: &BertConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn load(c: &BertConfig, vb: VarBuilder, mode: Mode) -> candle_core::Result<Self> {
         let (h, i) = (c.hidden_size, c.intermediate_size);
         let attention = vb.pp("attention");
         let [q, k, v] =
             ["self.query", "self.key", "self.value"].map(|name| candle_nn::linear(h, h, attention.pp(name)));
         let (q, k, v) = (q?, k?, v?);
-        let weight = Tensor::cat(&[q.weight(), k.weight(), v.weight()], 0)?;
-        let bias = match (q.bias(), k.bias(), v.bias()) {
-            (Some(q), Some(k), Some(v)) => Some(Tensor::cat(&[q, k, v], 0)?),
-            _ => candle_core::bail!("query, key and value need biases"),
+        let qkv = if mode == Mode::Training {
+            Qkv::Separate([q, k, v])
+        } else {
+            let weight = Tensor::cat(&[q.weight(), k.weight(), v.weight()], 0)?;
+            let bias = match (q.bias(), k.bias(), v.bias()) {
+                (Some(q), Some(k), Some(v)) => Some(Tensor::cat(&[q, k, v], 0)?),
+                _ => candle_core::bail!("query, key and value need biases"),
+            };
+            Qkv::Fused(Linear::new(weight, bias))
         };
         Ok(Self {
-            qkv: Linear::new(weight, bias),
+            qkv,
             attention_out: candle_nn::linear(h, h, attention.pp("output.dense"))?,
             attention_norm: layer_norm(h, c.layer_norm_eps, attention.pp("output.LayerNorm"))?,
             intermediate: candle_nn::linear(h, i, vb.pp("intermediate.dense"))?,
@@ -156,14 +194,21 @@ pub struct BertEncoder {
     embedding_norm: LayerNorm,
     layers: Vec<Layer>,
     heads: usize,
+    eps: f64,
     activation: Activation,
     max_positions: usize,
+    mode: Mode,
 }
 
 impl BertEncoder {
     /// Loads the weights under `embeddings.*` and `encoder.layer.N.*` (or with a `bert.`
-    /// prefix, as sequence-classification checkpoints store them).
+    /// prefix, as sequence-classification checkpoints store them), for inference.
     pub fn load(vb: VarBuilder, c: &BertConfig) -> candle_core::Result<Self> {
+        Self::load_for(vb, c, Mode::Inference)
+    }
+
+    /// [`BertEncoder::load`] for inference or training.
+    pub fn load_for(vb: VarBuilder, c: &BertConfig, mode: Mode) -> candle_core::Result<Self> {
         let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") { vb.pp("bert") } else { vb };
         if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             candle_core::bail!("hidden_size must be a multiple of num_attention_heads");
@@ -176,11 +221,13 @@ impl BertEncoder {
             token_types: candle_nn::embedding(c.type_vocab_size, h, e.pp("token_type_embeddings"))?,
             embedding_norm: layer_norm(h, c.layer_norm_eps, e.pp("LayerNorm"))?,
             layers: (0..c.num_hidden_layers)
-                .map(|n| Layer::load(c, vb.pp(format!("encoder.layer.{n}"))))
+                .map(|n| Layer::load(c, vb.pp(format!("encoder.layer.{n}")), mode))
                 .collect::<candle_core::Result<_>>()?,
             heads: c.num_attention_heads,
+            eps: c.layer_norm_eps,
             activation: Activation::parse(&c.hidden_act)?,
             max_positions: c.max_position_embeddings,
+            mode,
         })
     }
 
@@ -197,9 +244,9 @@ impl BertEncoder {
             .forward(ids)?
             .add(&self.token_types.forward(type_ids)?)?
             .broadcast_add(&self.positions.forward(&positions)?)?;
-        let mut x = self.embedding_norm.forward(&x)?;
+        let mut x = self.norm(&self.embedding_norm, &x)?;
         // Padding gets a large negative score before the softmax: batch × 1 × 1 × tokens.
-        let additive = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?.reshape((batch, 1, 1, tokens))?;
+        let additive = ((mask.to_dtype(x.dtype())? - 1.0)? * 1e9)?.reshape((batch, 1, 1, tokens))?;
         for layer in &self.layers {
             x = self.layer(layer, &x, &additive)?;
         }
@@ -209,18 +256,29 @@ impl BertEncoder {
     fn layer(&self, layer: &Layer, x: &Tensor, additive: &Tensor) -> candle_core::Result<Tensor> {
         let (batch, tokens, hidden) = x.dims3()?;
         let head_dim = hidden / self.heads;
-        let qkv = layer.qkv.forward(x)?;
-        let split = |n: usize| -> candle_core::Result<Tensor> {
-            let part = qkv.narrow(2, n * hidden, hidden)?;
+        let heads = |part: Tensor| -> candle_core::Result<Tensor> {
             part.reshape((batch, tokens, self.heads, head_dim))?.transpose(1, 2)?.contiguous()
         };
-        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+        let [q, k, v] = layer.qkv.forward(x, hidden)?.map(heads);
+        let (q, k, v) = (q?, k?, v?);
         let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?.broadcast_add(additive)?;
-        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        let weights = match self.mode {
+            Mode::Inference => candle_nn::ops::softmax_last_dim(&scores)?,
+            Mode::Training => candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?,
+        };
         let context = weights.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((batch, tokens, hidden))?;
-        let attended = layer.attention_norm.forward(&(layer.attention_out.forward(&context)? + x)?)?;
-        let inner = self.activation.apply(&layer.intermediate.forward(&attended)?)?;
-        layer.output_norm.forward(&(layer.output.forward(&inner)? + attended)?)
+        let attended = self.norm(&layer.attention_norm, &(layer.attention_out.forward(&context)? + x)?)?;
+        let inner = self.activation.apply(&layer.intermediate.forward(&attended)?, self.mode == Mode::Training)?;
+        self.norm(&layer.output_norm, &(layer.output.forward(&inner)? + attended)?)
+    }
+
+    /// Layer normalisation: candle's fused kernel, or for training the same arithmetic in
+    /// differentiable operations.
+    fn norm(&self, norm: &LayerNorm, x: &Tensor) -> candle_core::Result<Tensor> {
+        match (self.mode, norm.bias()) {
+            (Mode::Training, Some(bias)) => candle_nn::ops::layer_norm_slow(x, norm.weight(), bias, self.eps as f32),
+            _ => norm.forward(x),
+        }
     }
 }
 

@@ -7,16 +7,22 @@
 use std::path::{Path, PathBuf};
 
 mod bert;
+pub mod cross;
+pub mod finetune;
 
-pub use bert::{BertConfig, BertEncoder};
+pub use bert::{BertConfig, BertEncoder, Mode};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+pub use cross::CrossEncoder;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VectorError {
     #[error("{}: {reason}", path.display())]
     Model { path: PathBuf, reason: String },
+    /// A request the caller can fix (empty training data, an unsupported head).
+    #[error("{0}")]
+    Input(String),
     #[error("tokenizing: {0}")]
     Tokenize(String),
     #[error("running the model: {0}")]
@@ -40,7 +46,7 @@ impl std::fmt::Debug for Embedder {
     }
 }
 
-fn model_error(path: &Path, reason: impl ToString) -> VectorError {
+pub(crate) fn model_error(path: &Path, reason: impl ToString) -> VectorError {
     VectorError::Model { path: path.to_owned(), reason: reason.to_string() }
 }
 
@@ -108,14 +114,7 @@ impl Embedder {
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, VectorError> {
         let encodings =
             self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| VectorError::Tokenize(e.to_string()))?;
-        let rows = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> Result<Tensor, VectorError> {
-            let rows: Vec<Tensor> =
-                encodings.iter().map(|e| Tensor::new(f(e), &self.device)).collect::<Result<_, _>>()?;
-            Ok(Tensor::stack(&rows, 0)?)
-        };
-        let ids = rows(&|e| e.get_ids())?;
-        let type_ids = rows(&|e| e.get_type_ids())?;
-        let mask = rows(&|e| e.get_attention_mask())?;
+        let [ids, type_ids, mask] = cross::batch_tensors(&encodings, &self.device)?;
         let hidden = self.model.forward(&ids, &type_ids, &mask)?;
         Ok(mean_pool_normalised(&hidden, &mask)?.to_vec2::<f32>()?)
     }

@@ -8,6 +8,7 @@ use funnel_engine::EngineConfig;
 use funnel_eval::recs::{ModelResult, RecsOptions};
 use funnel_eval::search::{Mode, SearchOptions};
 
+use crate::cross_encoder::Reranker;
 use crate::train::ContentModel;
 use funnel_eval::split::Method;
 use funnel_eval::{Report, trec};
@@ -117,6 +118,8 @@ fn search(config: &EngineConfig, args: &EvalSearchArgs) -> anyhow::Result<()> {
         modes,
         depth: args.depth,
         split: args.split.clone(),
+        qrels: args.qrels.clone(),
+        rerank_depth: args.rerank_depth,
         search: config.search.clone(),
         spell: args.spell,
     };
@@ -126,9 +129,16 @@ fn search(config: &EngineConfig, args: &EvalSearchArgs) -> anyhow::Result<()> {
         None => None,
     };
     let embedder = embedder.as_ref().map(|e| e as &dyn funnel_engine::TextEmbedder);
-    let results = funnel_eval::search::evaluate(&args.beir, &options, embedder)?;
+    let reranker = match &args.rerank {
+        Some(dir) => Some(Reranker::load(dir).with_context(|| format!("--rerank {}", dir.display()))?),
+        None => None,
+    };
+    let reranker = reranker.as_ref().map(|r| r as &dyn funnel_engine::PairScorer);
+    let results = funnel_eval::search::evaluate(&args.beir, &options, embedder, reranker)?;
     if let Some(run) = &args.run {
-        trec::write_run(run, &results[0].report.system, &results[0].rankings)?;
+        // With --rerank, the reranked run.
+        let last = results.last().expect("one result per mode");
+        trec::write_run(run, &last.report.system, &last.rankings)?;
         eprintln!("wrote {}", run.display());
     }
     print_reports(&results.iter().map(|r| &r.report).collect::<Vec<_>>(), args.json)

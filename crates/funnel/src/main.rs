@@ -11,6 +11,7 @@ macro_rules! out {
 
 mod bench;
 mod cli;
+mod cross_encoder;
 mod eval;
 mod import;
 mod output;
@@ -67,7 +68,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli, &data)?;
     match cli.command {
         Command::Import(args) => import::run(&data, &args),
-        Command::Train(args) => train::run(&data, &config, &args),
+        Command::Train(args) => match &args.model {
+            Some(cli::TrainCommand::CrossEncoder(model)) => cross_encoder::train(&config, model),
+            None => train::run(&data, &config, &args),
+        },
         Command::Serve(args) => serve::run(&data, config, &args),
         Command::Recommend(args) => output::recommend(&data, &config, args),
         Command::Search(args) => output::search(&data, &config, args),
