@@ -217,7 +217,13 @@ pub fn evaluate(
     };
     let query_embed_s = started.elapsed().as_secs_f64();
 
-    let corpus = Corpus { items: &items, index: &index, dense: dense.as_ref(), queries: &queries, query_vectors };
+    // Where each document id is among the items, for the reranker to read their text.
+    let positions = match reranker {
+        Some(_) => items.iter().enumerate().map(|(n, item)| (item.id.as_str(), n)).collect(),
+        None => std::collections::HashMap::new(),
+    };
+    let corpus =
+        Corpus { items: &items, positions, index: &index, dense: dense.as_ref(), queries: &queries, query_vectors };
     let mut results = Vec::with_capacity(options.modes.len());
     for &mode in &options.modes {
         let started = Instant::now();
@@ -263,14 +269,14 @@ fn rerank(
     reranker: &dyn PairScorer,
     options: &SearchOptions,
 ) -> Result<SearchResult, EvalError> {
-    let position: std::collections::HashMap<&str, usize> =
-        corpus.items.iter().enumerate().map(|(n, item)| (item.id.as_str(), n)).collect();
     let started = Instant::now();
     let mut rankings = Vec::with_capacity(base.rankings.len());
     for (query, ranking) in &base.rankings {
         let depth = options.rerank_depth.min(ranking.len());
-        let texts: Vec<String> =
-            ranking[..depth].iter().map(|(doc, _)| content_text(&corpus.items[position[doc.as_str()]])).collect();
+        let texts: Vec<String> = ranking[..depth]
+            .iter()
+            .map(|(doc, _)| content_text(&corpus.items[corpus.positions[doc.as_str()]]))
+            .collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let scores = reranker.score(&corpus.queries[query], &refs).map_err(EvalError::Input)?;
         let mut top: Ranking =
@@ -303,6 +309,8 @@ const RERANK_SEED: u64 = 7;
 /// What the modes search: the documents, their BM25 index and vectors, the queries.
 struct Corpus<'a> {
     items: &'a [funnel_core::Item],
+    /// Item index by document id (filled when a reranker runs).
+    positions: std::collections::HashMap<&'a str, usize>,
     index: &'a funnel_text::Bm25Index,
     dense: Option<&'a DenseIndex>,
     queries: &'a BTreeMap<String, String>,

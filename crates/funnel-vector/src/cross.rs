@@ -8,12 +8,13 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use tokenizers::{EncodeInput, PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, TruncationStrategy};
 
 use crate::bert::Mode;
-use crate::{BertConfig, BertEncoder, VectorError, model_error};
+pub use crate::read_config;
+use crate::{BertConfig, BertEncoder, VectorError, json_setting, model_error, read_weights};
 
 /// Pairs per forward pass (sorted by length first so that a batch pads little).
 const BATCH: usize = 16;
@@ -69,11 +70,7 @@ pub fn batch_tensors(encodings: &[tokenizers::Encoding], device: &Device) -> can
 /// The longest pair the folder's model takes: `tokenizer_config.json`'s
 /// `model_max_length` when given (capped by the positions), else the positions.
 pub fn max_pair_length(dir: &Path, config: &BertConfig) -> usize {
-    let configured = std::fs::read_to_string(dir.join("tokenizer_config.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|v| v["model_max_length"].as_f64())
-        .filter(|&n| n >= 8.0);
+    let configured = json_setting(&dir.join("tokenizer_config.json"), "model_max_length").filter(|&n| n >= 8.0);
     configured.map_or(config.max_position_embeddings, |n| (n as usize).min(config.max_position_embeddings))
 }
 
@@ -86,13 +83,6 @@ pub fn pair_tokenizer(dir: &Path, max_length: usize) -> Result<Tokenizer, Vector
     tokenizer.with_truncation(Some(truncation)).map_err(|e| model_error(&path, e))?;
     tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
     Ok(tokenizer)
-}
-
-/// Reads `config.json`.
-pub fn read_config(dir: &Path) -> Result<BertConfig, VectorError> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| model_error(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| model_error(&path, e))
 }
 
 /// A cross-encoder loaded for inference.
@@ -113,11 +103,8 @@ impl CrossEncoder {
     /// Loads a sequence-classification folder.
     pub fn load(dir: &Path) -> Result<Self, VectorError> {
         let config = read_config(dir)?;
-        let weights_path = dir.join("model.safetensors");
-        let weights = std::fs::read(&weights_path).map_err(|e| model_error(&weights_path, e))?;
         let device = Device::Cpu;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
-            .map_err(|e| model_error(&weights_path, e))?;
+        let (vb, weights_path) = read_weights(dir, &device)?;
         if !vb.contains_tensor("classifier.weight") {
             return Err(model_error(&weights_path, "no `classifier.weight`: not a sequence-classification model"));
         }

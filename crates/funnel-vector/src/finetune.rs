@@ -19,8 +19,8 @@ use rand_distr::{Distribution, Normal};
 use tokenizers::EncodeInput;
 
 use crate::bert::Mode;
-use crate::cross::{PairModel, batch_tensors, pair_tokenizer, read_config};
-use crate::{VectorError, model_error};
+use crate::cross::{PairModel, batch_tensors, pair_tokenizer};
+use crate::{VectorError, model_error, read_config};
 
 /// One training example: `label` 1 for relevant, 0 for not.
 #[derive(Debug, Clone)]

@@ -50,28 +50,40 @@ pub(crate) fn model_error(path: &Path, reason: impl ToString) -> VectorError {
     VectorError::Model { path: path.to_owned(), reason: reason.to_string() }
 }
 
+/// A number from an optional JSON settings file of a model folder (absent file or key: None).
+pub(crate) fn json_setting(path: &Path, key: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text).ok()?[key].as_f64()
+}
+
 /// The longest input the model was trained for (sentence-transformers' max_seq_length).
 fn max_seq_length(dir: &Path) -> usize {
-    let path = dir.join("sentence_bert_config.json");
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|v| v["max_seq_length"].as_u64())
-        .map_or(256, |n| n as usize)
+    json_setting(&dir.join("sentence_bert_config.json"), "max_seq_length").map_or(256, |n| n as usize)
+}
+
+/// Reads a model folder's `config.json`.
+pub fn read_config(dir: &Path) -> Result<BertConfig, VectorError> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| model_error(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| model_error(&path, e))
+}
+
+/// Reads a model folder's `model.safetensors` into memory (candle's mmap loader is
+/// `unsafe`); returns the weights and the file's path for error messages.
+pub(crate) fn read_weights(dir: &Path, device: &Device) -> Result<(VarBuilder<'static>, PathBuf), VectorError> {
+    let path = dir.join("model.safetensors");
+    let weights = std::fs::read(&path).map_err(|e| model_error(&path, e))?;
+    let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device).map_err(|e| model_error(&path, e))?;
+    Ok((vb, path))
 }
 
 impl Embedder {
     /// Loads a sentence-transformers folder.
     pub fn load(dir: &Path) -> Result<Self, VectorError> {
-        let config_path = dir.join("config.json");
-        let config_text = std::fs::read_to_string(&config_path).map_err(|e| model_error(&config_path, e))?;
-        let config: BertConfig = serde_json::from_str(&config_text).map_err(|e| model_error(&config_path, e))?;
+        let config = read_config(dir)?;
         let dim = config.hidden_size;
-        let weights_path = dir.join("model.safetensors");
-        let weights = std::fs::read(&weights_path).map_err(|e| model_error(&weights_path, e))?;
         let device = Device::Cpu;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
-            .map_err(|e| model_error(&weights_path, e))?;
+        let (vb, weights_path) = read_weights(dir, &device)?;
         let model = BertEncoder::load(vb, &config).map_err(|e| model_error(&weights_path, e))?;
         let tokenizer_path = dir.join("tokenizer.json");
         let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| model_error(&tokenizer_path, e))?;
