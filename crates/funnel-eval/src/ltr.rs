@@ -124,10 +124,35 @@ fn ltr_metrics() -> Vec<Metric> {
     vec![Metric::Ndcg(1), Metric::Ndcg(3), Metric::Ndcg(5), Metric::Ndcg(10), Metric::Map]
 }
 
-/// Documents of a group ranked by `score` (descending, ties by position in the file).
-fn ranked_by(group: &Group, score: impl Fn(&[f32]) -> f32) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..group.labels.len()).collect();
-    order.sort_by(|&a, &b| score(&group.features[b]).total_cmp(&score(&group.features[a])).then(a.cmp(&b)));
+/// One ranker's result on the test queries.
+#[derive(Debug, Clone)]
+pub struct LtrResult {
+    pub report: Report,
+    /// Per metric, one value per evaluated test query (those with a relevant document).
+    pub per_query: BTreeMap<String, Vec<f64>>,
+    /// The score of every test row, per query group.
+    pub scores: Vec<Vec<f64>>,
+}
+
+impl LtrResult {
+    /// Adds the paired comparison of this result against `baseline` on the same queries.
+    pub fn compare_with(&mut self, baseline: &LtrResult) {
+        self.report.baseline = Some(baseline.report.system.clone());
+        self.report.comparison = self
+            .per_query
+            .iter()
+            .filter_map(|(m, v)| Some((m.clone(), stats::compare(v, baseline.per_query.get(m)?, COMPARISON_SEED))))
+            .collect();
+    }
+}
+
+/// Seed of the bootstrap intervals in comparisons.
+const COMPARISON_SEED: u64 = 7;
+
+/// Documents of a group ranked by their scores (descending, ties by position in the file).
+fn ranked_by_scores(scores: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
     order
 }
 
@@ -135,20 +160,68 @@ fn judgments(group: &Group) -> Judgments<usize> {
     Judgments::new(group.labels.iter().copied().enumerate())
 }
 
+fn feature_scores(group: &Group, feature: usize) -> Vec<f64> {
+    group.features.iter().map(|row| f64::from(row.get(feature).copied().unwrap_or(0.0))).collect()
+}
+
 fn mean_ndcg10(groups: &[Group], feature: usize) -> f64 {
     let values: Vec<f64> = groups
         .iter()
         .map(|g| {
-            let ranked = ranked_by(g, |row| row.get(feature).copied().unwrap_or(0.0));
+            let ranked = ranked_by_scores(&feature_scores(g, feature));
             Metric::Ndcg(10).compute(&ranked, &judgments(g), Gain::Exponential, Discount::Log2)
         })
         .collect();
     stats::mean(&values)
 }
 
+fn width(groups: &[Group]) -> usize {
+    groups.iter().flat_map(|g| g.features.iter().map(Vec::len)).max().unwrap_or(0)
+}
+
+/// Scores the test groups and computes the metrics: the parts of a result every ranker shares.
+fn score_test(
+    test: &[Group],
+    system: &str,
+    dataset: &str,
+    params: serde_json::Value,
+    fit_s: f64,
+    score: impl Fn(&Group) -> Vec<f64>,
+) -> LtrResult {
+    let started = Instant::now();
+    let scores: Vec<Vec<f64>> = test.iter().map(&score).collect();
+    let mut per_query: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut evaluated = 0;
+    for (group, scores) in test.iter().zip(&scores) {
+        if !group.labels.iter().any(|&l| l > 0.0) {
+            continue;
+        }
+        evaluated += 1;
+        let ranked = ranked_by_scores(scores);
+        for metric in ltr_metrics() {
+            let value = metric.compute(&ranked, &judgments(group), Gain::Exponential, Discount::Log2);
+            per_query.entry(metric.to_string()).or_default().push(value);
+        }
+    }
+    let eval_s = started.elapsed().as_secs_f64();
+    let report = Report {
+        task: "ltr",
+        dataset: dataset.to_owned(),
+        system: system.to_owned(),
+        params,
+        metrics: per_query.iter().map(|(m, v)| (m.clone(), stats::mean(v))).collect(),
+        n_evaluated: evaluated,
+        n_skipped: test.len() - evaluated,
+        timing: Timing { fit_s, index_s: 0.0, eval_s, qps: evaluated as f64 / eval_s.max(1e-9) },
+        baseline: None,
+        comparison: BTreeMap::new(),
+    };
+    LtrResult { report, per_query, scores }
+}
+
 /// Picks the best single feature on `train` and reports its metrics on `test`.
-pub fn evaluate_best_feature(train: &[Group], test: &[Group], dataset: &str) -> Result<Report, EvalError> {
-    let width = train.iter().chain(test).flat_map(|g| g.features.first()).map(Vec::len).max().unwrap_or(0);
+pub fn evaluate_best_feature(train: &[Group], test: &[Group], dataset: &str) -> Result<LtrResult, EvalError> {
+    let width = width(train).max(width(test));
     if width == 0 {
         return Err(EvalError::Input("the training file has no features".into()));
     }
@@ -157,34 +230,68 @@ pub fn evaluate_best_feature(train: &[Group], test: &[Group], dataset: &str) -> 
         .map(|f| (f, mean_ndcg10(train, f)))
         .fold((0, f64::MIN), |best, (f, v)| if v > best.1 { (f, v) } else { best });
     let fit_s = started.elapsed().as_secs_f64();
+    let params = json!({ "feature": best + 1, "train_ndcg@10": train_ndcg, "features": width,
+                         "train_queries": train.len(), "test_queries": test.len() });
+    Ok(score_test(test, "best-feature", dataset, params, fit_s, |g| feature_scores(g, best)))
+}
 
-    let started = Instant::now();
-    let evaluated: Vec<&Group> = test.iter().filter(|g| g.labels.iter().any(|&l| l > 0.0)).collect();
-    let mut metrics = BTreeMap::new();
-    for metric in ltr_metrics() {
-        let values: Vec<f64> = evaluated
-            .iter()
-            .map(|g| {
-                let ranked = ranked_by(g, |row| row.get(best).copied().unwrap_or(0.0));
-                metric.compute(&ranked, &judgments(g), Gain::Exponential, Discount::Log2)
-            })
-            .collect();
-        metrics.insert(metric.to_string(), stats::mean(&values));
+/// Query groups as one row-major GBDT data set, every row padded to `width` features.
+pub fn to_dataset(groups: &[Group], width: usize) -> Result<funnel_gbdt::Dataset, EvalError> {
+    let mut features = Vec::new();
+    let mut labels = Vec::new();
+    for group in groups {
+        for (row, &label) in group.features.iter().zip(&group.labels) {
+            features.extend_from_slice(row);
+            features.resize(features.len() + width - row.len(), 0.0);
+            labels.push(label);
+        }
     }
-    let eval_s = started.elapsed().as_secs_f64();
-    Ok(Report {
-        task: "ltr",
-        dataset: dataset.to_owned(),
-        system: "best-feature".into(),
-        params: json!({ "feature": best + 1, "train_ndcg@10": train_ndcg, "features": width,
-                        "train_queries": train.len(), "test_queries": test.len() }),
-        metrics,
-        n_evaluated: evaluated.len(),
-        n_skipped: test.len() - evaluated.len(),
-        timing: Timing { fit_s, index_s: 0.0, eval_s, qps: evaluated.len() as f64 / eval_s.max(1e-9) },
-        baseline: None,
-        comparison: BTreeMap::new(),
-    })
+    let sizes = groups.iter().map(|g| g.labels.len()).collect();
+    funnel_gbdt::Dataset::new(features, width, labels, sizes).map_err(|e| EvalError::Input(e.to_string()))
+}
+
+/// Trains gradient-boosted trees on `train` (early stopping on `valid`, if given) and
+/// reports their metrics on `test`. `progress` hears each tree's number and validation
+/// metric.
+pub fn evaluate_gbdt(
+    train: &[Group],
+    valid: Option<&[Group]>,
+    test: &[Group],
+    params: &funnel_gbdt::Params,
+    dataset: &str,
+    progress: &mut (dyn FnMut(usize, Option<f64>) + Send),
+) -> Result<(LtrResult, funnel_gbdt::Model), EvalError> {
+    let width = width(train).max(width(test)).max(valid.map_or(0, width));
+    if width == 0 {
+        return Err(EvalError::Input("the training file has no features".into()));
+    }
+    let train_set = to_dataset(train, width)?;
+    let valid_set = valid.map(|v| to_dataset(v, width)).transpose()?;
+    let started = Instant::now();
+    let (model, fitted) =
+        funnel_gbdt::train(&train_set, valid_set.as_ref(), params, progress).map_err(|e| match e {
+            funnel_gbdt::GbdtError::Input(message) => EvalError::Input(message),
+            other => EvalError::Input(other.to_string()),
+        })?;
+    let fit_s = started.elapsed().as_secs_f64();
+    let top: Vec<_> = model
+        .importance()
+        .iter()
+        .take(10)
+        .map(|i| json!({ "feature": i.feature + 1, "splits": i.splits, "gain": i.gain }))
+        .collect();
+    let report_params = json!({
+        "objective": params.objective.name(), "trees": params.trees, "trees_kept": fitted.trees_kept,
+        "leaves": params.leaves, "learning_rate": params.learning_rate,
+        "min_data_in_leaf": params.min_data_in_leaf, "min_sum_hessian": params.min_sum_hessian,
+        "max_bin": params.max_bin, "truncation": params.truncation, "early_stopping": params.early_stopping,
+        "stopped": fitted.stopped, "features": width, "train_queries": train.len(), "test_queries": test.len(),
+        "importance_top10": top,
+    });
+    let result = score_test(test, "gbdt", dataset, report_params, fit_s, |g| {
+        g.features.iter().map(|row| model.predict(row)).collect()
+    });
+    Ok((result, model))
 }
 
 #[cfg(test)]
@@ -211,7 +318,7 @@ mod tests {
         let by_file = read_svmlight(&plain).unwrap();
         assert_eq!(by_file.iter().map(|g| g.labels.clone()).collect::<Vec<_>>(), [vec![2.0, 0.0], vec![1.0, 0.0]]);
 
-        let report = evaluate_best_feature(&groups, &groups, "toy").unwrap();
+        let report = evaluate_best_feature(&groups, &groups, "toy").unwrap().report;
         assert_eq!(report.params["feature"], 2);
         assert_eq!(report.metrics["ndcg@10"], 1.0);
     }

@@ -299,13 +299,20 @@ pub struct EvalSearchArgs {
     pub json: bool,
 }
 
-/// Score a ranking model on SVMlight/LETOR learning-to-rank files.
+/// Train and score ranking models on SVMlight/LETOR learning-to-rank files.
 ///
 /// Rows are `label qid:Q f:v ...`, or without qid with group sizes in FILE.query.
-/// Models: best-feature (the single feature with the best training NDCG@10: the
-/// baseline a learned ranker must beat).
+/// Models (each reported on the test queries; later ones are compared with the first,
+/// paired per query):
+///   best-feature  the single feature with the best training NDCG@10: the floor
+///   gbdt          gradient-boosted trees (histogram, leaf-wise, LightGBM's defaults);
+///                 --objective lambdarank (LambdaMART on NDCG), rank-net (pairwise),
+///                 binary or regression (pointwise)
 ///
-/// Example: funnel eval ltr --train rank.train --test rank.test --json
+/// Examples:
+///   funnel eval ltr --train rank.train --test rank.test
+///   funnel eval ltr --train rank.train --valid rank.valid --early-stopping 20 \
+///     --test rank.test --trees 500 --save-model ranker.json --json
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct EvalLtrArgs {
@@ -313,8 +320,44 @@ pub struct EvalLtrArgs {
     pub train: PathBuf,
     #[arg(long)]
     pub test: PathBuf,
-    #[arg(long, default_value = "best-feature")]
-    pub model: String,
+    /// Validation file for early stopping (same format).
+    #[arg(long)]
+    pub valid: Option<PathBuf>,
+    #[arg(long, value_delimiter = ',', default_value = "best-feature,gbdt")]
+    pub model: Vec<String>,
+    #[arg(long, default_value = "lambdarank")]
+    pub objective: funnel_gbdt::Objective,
+    /// Boosting rounds (trees).
+    #[arg(long, default_value_t = 100)]
+    pub trees: usize,
+    /// Leaves per tree.
+    #[arg(long, default_value_t = 31)]
+    pub leaves: usize,
+    #[arg(long, default_value_t = 0.1)]
+    pub learning_rate: f64,
+    #[arg(long, default_value_t = 20)]
+    pub min_data_in_leaf: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub min_sum_hessian: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub lambda_l2: f64,
+    #[arg(long, default_value_t = 255)]
+    pub max_bin: usize,
+    /// LambdaRank: pairs need a document in the top this many (by current score).
+    #[arg(long, default_value_t = 30)]
+    pub truncation: usize,
+    /// Stop when the validation NDCG@10 has not improved for this many trees (needs --valid).
+    #[arg(long, requires = "valid")]
+    pub early_stopping: Option<usize>,
+    /// Training threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Write the trained GBDT model (JSON) here.
+    #[arg(long)]
+    pub save_model: Option<PathBuf>,
+    /// Write the last model's test scores here, one per row in file order.
+    #[arg(long)]
+    pub scores: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }

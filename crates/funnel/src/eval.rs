@@ -7,6 +7,7 @@ use funnel_core::Event;
 use funnel_engine::EngineConfig;
 use funnel_eval::recs::{ModelResult, RecsOptions};
 use funnel_eval::search::{Mode, SearchOptions};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cross_encoder::Reranker;
 use crate::train::ContentModel;
@@ -145,14 +146,72 @@ fn search(config: &EngineConfig, args: &EvalSearchArgs) -> anyhow::Result<()> {
 }
 
 fn ltr(args: &EvalLtrArgs) -> anyhow::Result<()> {
-    if args.model != "best-feature" {
-        anyhow::bail!("unknown --model `{}` (available: best-feature)", args.model);
+    if let Some(unknown) = args.model.iter().find(|m| !["best-feature", "gbdt"].contains(&m.as_str())) {
+        anyhow::bail!("unknown --model `{unknown}` (available: best-feature, gbdt)");
     }
     let train = funnel_eval::ltr::read_svmlight(&args.train)?;
     let test = funnel_eval::ltr::read_svmlight(&args.test)?;
+    let valid = args.valid.as_deref().map(funnel_eval::ltr::read_svmlight).transpose()?;
     let dataset = format!("{} -> {}", file_name(&args.train), file_name(&args.test));
-    let report = funnel_eval::ltr::evaluate_best_feature(&train, &test, &dataset)?;
-    print_reports(&[&report], args.json)
+    let mut results: Vec<funnel_eval::ltr::LtrResult> = Vec::new();
+    for model in &args.model {
+        let mut result = if model == "best-feature" {
+            funnel_eval::ltr::evaluate_best_feature(&train, &test, &dataset)?
+        } else {
+            let (result, trained) = gbdt(args, &train, valid.as_deref(), &test, &dataset)?;
+            if let Some(path) = &args.save_model {
+                trained.save(path)?;
+                eprintln!("wrote {}", path.display());
+            }
+            result
+        };
+        if let Some(first) = results.first() {
+            result.compare_with(first);
+        }
+        results.push(result);
+    }
+    if let (Some(path), Some(last)) = (&args.scores, results.last()) {
+        let text: String = last.scores.iter().flatten().map(|s| format!("{s}\n")).collect();
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    print_reports(&results.iter().map(|r| &r.report).collect::<Vec<_>>(), args.json)
+}
+
+fn gbdt(
+    args: &EvalLtrArgs,
+    train: &[funnel_eval::ltr::Group],
+    valid: Option<&[funnel_eval::ltr::Group]>,
+    test: &[funnel_eval::ltr::Group],
+    dataset: &str,
+) -> anyhow::Result<(funnel_eval::ltr::LtrResult, funnel_gbdt::Model)> {
+    let params = funnel_gbdt::Params {
+        objective: args.objective,
+        trees: args.trees,
+        leaves: args.leaves,
+        learning_rate: args.learning_rate,
+        min_data_in_leaf: args.min_data_in_leaf,
+        min_sum_hessian: args.min_sum_hessian,
+        lambda_l2: args.lambda_l2,
+        max_bin: args.max_bin,
+        truncation: args.truncation,
+        early_stopping: args.early_stopping,
+        threads: args.threads,
+        ..Default::default()
+    };
+    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(args.trees as u64) };
+    bar.set_style(
+        ProgressStyle::with_template("boosting {bar:30} {pos}/{len} trees {msg} {elapsed}").expect("static template"),
+    );
+    let mut progress = |tree: usize, metric: Option<f64>| {
+        bar.set_position(tree as u64);
+        if let Some(m) = metric {
+            bar.set_message(format!("valid {m:.4}"));
+        }
+    };
+    let result = funnel_eval::ltr::evaluate_gbdt(train, valid, test, &params, dataset, &mut progress)?;
+    bar.finish_and_clear();
+    Ok(result)
 }
 
 pub fn split(args: &SplitArgs) -> anyhow::Result<()> {

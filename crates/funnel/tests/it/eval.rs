@@ -143,13 +143,35 @@ fn eval_ltr_reads_svmlight_with_query_files() {
     let data = dir.path().join("rank.train");
     std::fs::write(&data, "2 1:0.9 2:0.1\n0 1:0.1 2:0.5\n1 1:0.7\n0 2:0.9\n").unwrap();
     std::fs::write(dir.path().join("rank.train.query"), "2\n2\n").unwrap();
-    let report: Value = serde_json::from_str(&ok(&funnel(
+    let model = dir.path().join("model.json");
+    let out = ok(&funnel(
         dir.path(),
-        &["eval", "ltr", "--train", data.to_str().unwrap(), "--test", data.to_str().unwrap(), "--json"],
-    )))
-    .unwrap();
-    assert_eq!(report["params"]["feature"], 1);
-    assert_eq!(report["metrics"]["ndcg@10"], 1.0);
+        &[
+            "eval",
+            "ltr",
+            "--train",
+            data.to_str().unwrap(),
+            "--test",
+            data.to_str().unwrap(),
+            "--min-data-in-leaf",
+            "1",
+            "--save-model",
+            model.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    let reports: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(reports[0]["system"], "best-feature");
+    assert_eq!(reports[0]["params"]["feature"], 1);
+    assert_eq!(reports[0]["metrics"]["ndcg@10"], 1.0);
+    assert_eq!((&reports[1]["system"], &reports[1]["baseline"]), (&"gbdt".into(), &"best-feature".into()));
+    assert_eq!(reports[1]["metrics"]["ndcg@10"], 1.0);
+    assert!(funnel_gbdt::Model::load(&model).unwrap().trees.len() > 1);
+    let stderr = failed(&funnel(
+        dir.path(),
+        &["eval", "ltr", "--train", data.to_str().unwrap(), "--test", data.to_str().unwrap(), "--model", "forest"],
+    ));
+    assert!(stderr.contains("unknown --model `forest`"), "{stderr}");
     std::fs::remove_file(dir.path().join("rank.train.query")).unwrap();
     let stderr = failed(&funnel(
         dir.path(),

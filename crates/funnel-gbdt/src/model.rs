@@ -1,0 +1,162 @@
+//! A trained ensemble: prediction, feature importance, saving and loading.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::objective::{self, Objective};
+use crate::{Dataset, GbdtError, Tree, group_ranges};
+
+const FORMAT: &str = "funnel-gbdt";
+const VERSION: u32 = 1;
+
+/// Trees whose leaf values add up, on top of `init_score`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    pub objective: Objective,
+    pub init_score: f64,
+    /// Features per row the model was trained on.
+    pub width: usize,
+    pub trees: Vec<Tree>,
+}
+
+/// How much each feature is used: splits on it, and the loss reduction they bought.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Importance {
+    pub feature: usize,
+    pub splits: usize,
+    pub gain: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct File {
+    format: String,
+    version: u32,
+    model: Model,
+}
+
+impl Model {
+    /// The raw score of one row (features in training order; missing trailing ones are 0).
+    pub fn predict(&self, row: &[f32]) -> f64 {
+        self.init_score + self.trees.iter().map(|t| t.predict(row)).sum::<f64>()
+    }
+
+    /// Scores of a row-major matrix with `width` features per row.
+    pub fn predict_rows(&self, features: &[f32], width: usize) -> Vec<f64> {
+        if width == 0 {
+            return Vec::new();
+        }
+        features.chunks_exact(width).map(|row| self.predict(row)).collect()
+    }
+
+    /// Features by total gain, most important first (unused features left out).
+    pub fn importance(&self) -> Vec<Importance> {
+        let mut all: Vec<Importance> =
+            (0..self.width).map(|feature| Importance { feature, splits: 0, gain: 0.0 }).collect();
+        for tree in &self.trees {
+            for (&f, &gain) in tree.feature.iter().zip(&tree.gain) {
+                all[f as usize].splits += 1;
+                all[f as usize].gain += gain;
+            }
+        }
+        all.retain(|i| i.splits > 0);
+        all.sort_by(|a, b| b.gain.total_cmp(&a.gain).then(a.feature.cmp(&b.feature)));
+        all
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), GbdtError> {
+        let file = File { format: FORMAT.into(), version: VERSION, model: self.clone() };
+        let text = serde_json::to_vec(&file).map_err(|e| GbdtError::Internal(format!("serialising: {e}")))?;
+        std::fs::write(path, text).map_err(|source| GbdtError::Io { path: path.to_owned(), source })
+    }
+
+    pub fn load(path: &Path) -> Result<Model, GbdtError> {
+        let text = std::fs::read(path).map_err(|source| GbdtError::Io { path: path.to_owned(), source })?;
+        let bad = |reason: String| GbdtError::Format { path: path.to_owned(), reason };
+        let file: File = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+        if file.format != FORMAT || file.version != VERSION {
+            return Err(bad(format!("format {} version {}, expected {FORMAT} {VERSION}", file.format, file.version)));
+        }
+        for (t, tree) in file.model.trees.iter().enumerate() {
+            tree.check(file.model.width).map_err(|reason| bad(format!("tree {t}: {reason}")))?;
+        }
+        Ok(file.model)
+    }
+}
+
+impl Tree {
+    /// Checks that every node and leaf is reachable by in-range indices.
+    fn check(&self, width: usize) -> Result<(), String> {
+        let nodes = self.feature.len();
+        if [self.threshold.len(), self.left.len(), self.right.len(), self.gain.len()].iter().any(|&l| l != nodes) {
+            return Err("node arrays differ in length".into());
+        }
+        if self.leaf_value.len() != nodes + 1 {
+            return Err(format!("{} leaves for {nodes} nodes", self.leaf_value.len()));
+        }
+        for n in 0..nodes {
+            if self.feature[n] as usize >= width {
+                return Err(format!("node {n} splits on feature {} of {width}", self.feature[n]));
+            }
+            for child in [self.left[n], self.right[n]] {
+                let ok = if child >= 0 {
+                    (child as usize) > n && (child as usize) < nodes
+                } else {
+                    (!child as usize) <= nodes
+                };
+                if !ok {
+                    return Err(format!("node {n} has child {child}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn higher_is_better(objective: Objective) -> bool {
+    objective.is_ranking()
+}
+
+/// NDCG@k (ranking objectives; queries without a relevant document left out), RMSE
+/// (regression) or log loss (binary) of `scores` on `data`.
+pub(crate) fn validation_metric(objective: Objective, data: &Dataset, scores: &[f64], k: usize) -> f64 {
+    let n = data.rows().max(1) as f64;
+    match objective {
+        Objective::Regression => (data.labels.iter().zip(scores).map(|(y, s)| (y - s).powi(2)).sum::<f64>() / n).sqrt(),
+        Objective::Binary => {
+            -data
+                .labels
+                .iter()
+                .zip(scores)
+                .map(|(&y, &s)| {
+                    let p = (1.0 / (1.0 + (-s).exp())).clamp(1e-15, 1.0 - 1e-15);
+                    if y > 0.0 { p.ln() } else { (1.0 - p).ln() }
+                })
+                .sum::<f64>()
+                / n
+        }
+        Objective::RankNet | Objective::LambdaRank => mean_ndcg(&data.labels, &data.groups, scores, k),
+    }
+}
+
+/// Mean NDCG@k over the groups that have a relevant document (gain 2^label − 1, ties by
+/// row order).
+pub fn mean_ndcg(labels: &[f64], groups: &[usize], scores: &[f64], k: usize) -> f64 {
+    let mut total = 0.0;
+    let mut counted = 0;
+    for (start, len) in group_ranges(groups) {
+        let labels = &labels[start..start + len];
+        let inverse = objective::inverse_max_dcg(labels, k);
+        if inverse == 0.0 {
+            continue;
+        }
+        let scores = &scores[start..start + len];
+        let mut order: Vec<usize> = (0..len).collect();
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        let dcg: f64 =
+            order.iter().take(k).enumerate().map(|(i, &d)| objective::gain(labels[d]) / (i as f64 + 2.0).log2()).sum();
+        total += dcg * inverse;
+        counted += 1;
+    }
+    if counted == 0 { 0.0 } else { total / counted as f64 }
+}

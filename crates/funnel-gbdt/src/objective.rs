@@ -1,0 +1,292 @@
+//! Training objectives: the gradient and hessian of the loss for each row, given the
+//! current scores.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// What the trees are fitted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Objective {
+    /// Pointwise squared error on the label.
+    Regression,
+    /// Pointwise logistic loss; a label above 0 is a positive.
+    Binary,
+    /// Pairwise logistic loss over every pair of a query's documents with different labels.
+    RankNet,
+    /// LambdaMART: RankNet's pairs weighted by the change in NDCG a swap would make.
+    LambdaRank,
+}
+
+impl Objective {
+    pub fn is_ranking(self) -> bool {
+        matches!(self, Objective::RankNet | Objective::LambdaRank)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Objective::Regression => "regression",
+            Objective::Binary => "binary",
+            Objective::RankNet => "rank-net",
+            Objective::LambdaRank => "lambdarank",
+        }
+    }
+}
+
+impl std::str::FromStr for Objective {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "regression" => Ok(Objective::Regression),
+            "binary" => Ok(Objective::Binary),
+            "rank-net" | "ranknet" => Ok(Objective::RankNet),
+            "lambdarank" => Ok(Objective::LambdaRank),
+            other => Err(format!("unknown objective `{other}` (regression, binary, rank-net, lambdarank)")),
+        }
+    }
+}
+
+/// The loss's settings that are not the objective's name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LossSettings {
+    /// σ of the pairwise logistic.
+    pub sigma: f64,
+    /// LambdaRank: only pairs with a document in the top `truncation` (by current score)
+    /// count, and NDCG is normalised at that depth.
+    pub truncation: usize,
+    /// LambdaRank: scale each pair by 1 / (0.01 + |score difference|) and a query's
+    /// lambdas by log2(1 + Σλ) / Σλ.
+    pub normalize: bool,
+}
+
+/// A label's gain: 2^label − 1.
+pub(crate) fn gain(label: f64) -> f64 {
+    label.exp2() - 1.0
+}
+
+/// 1 / log2(rank + 2), from a table for the first ranks.
+fn discount(rank: usize) -> f64 {
+    static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| (0..4096).map(|r| 1.0 / (r as f64 + 2.0).log2()).collect());
+    table.get(rank).copied().unwrap_or_else(|| 1.0 / (rank as f64 + 2.0).log2())
+}
+
+/// 1 / the best DCG@k of a query's labels (0 when it has no gain).
+pub(crate) fn inverse_max_dcg(labels: &[f64], k: usize) -> f64 {
+    let mut gains: Vec<f64> = labels.iter().map(|&l| gain(l)).collect();
+    gains.sort_unstable_by(|a, b| b.total_cmp(a));
+    let best: f64 = gains.iter().take(k).enumerate().map(|(i, g)| g * discount(i)).sum();
+    if best > 0.0 { 1.0 / best } else { 0.0 }
+}
+
+/// The score every row starts from.
+pub(crate) fn initial_score(objective: Objective, labels: &[f64]) -> f64 {
+    let n = labels.len().max(1) as f64;
+    match objective {
+        Objective::Regression => labels.iter().sum::<f64>() / n,
+        Objective::Binary => {
+            let p = (labels.iter().filter(|&&l| l > 0.0).count() as f64 / n).clamp(1e-15, 1.0 - 1e-15);
+            (p / (1.0 - p)).ln()
+        }
+        Objective::RankNet | Objective::LambdaRank => 0.0,
+    }
+}
+
+/// What the gradients compare: the label itself for pointwise objectives, its gain for
+/// ranking ones (the same order, and LambdaRank needs the gains).
+pub(crate) fn targets(objective: Objective, labels: &[f64]) -> Vec<f64> {
+    if objective.is_ranking() { labels.iter().map(|&l| gain(l)).collect() } else { labels.to_vec() }
+}
+
+/// What the gradients are computed against: each row's target (see [`targets`]), the
+/// query sizes in row order, and each query's 1 / max DCG (LambdaRank).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Truth<'a> {
+    pub targets: &'a [f64],
+    pub groups: &'a [usize],
+    pub inverse_max_dcgs: &'a [f64],
+}
+
+/// Fills `grad` and `hess` for every row.
+pub(crate) fn gradients(
+    objective: Objective,
+    settings: LossSettings,
+    truth: Truth<'_>,
+    scores: &[f64],
+    grad: &mut [f64],
+    hess: &mut [f64],
+) {
+    let Truth { targets: labels, groups, inverse_max_dcgs } = truth;
+    match objective {
+        Objective::Regression => {
+            for i in 0..labels.len() {
+                grad[i] = scores[i] - labels[i];
+                hess[i] = 1.0;
+            }
+        }
+        Objective::Binary => {
+            for i in 0..labels.len() {
+                let p = 1.0 / (1.0 + (-scores[i]).exp());
+                grad[i] = p - if labels[i] > 0.0 { 1.0 } else { 0.0 };
+                hess[i] = p * (1.0 - p);
+            }
+        }
+        Objective::RankNet | Objective::LambdaRank => {
+            let mut tasks = Vec::with_capacity(groups.len());
+            let (mut labels, mut scores, mut grad, mut hess) = (labels, scores, grad, hess);
+            for (g, &size) in groups.iter().enumerate() {
+                let (l, rest_l) = labels.split_at(size);
+                let (s, rest_s) = scores.split_at(size);
+                let (gr, rest_g) = std::mem::take(&mut grad).split_at_mut(size);
+                let (he, rest_h) = std::mem::take(&mut hess).split_at_mut(size);
+                tasks.push((l, s, gr, he, inverse_max_dcgs[g]));
+                (labels, scores, grad, hess) = (rest_l, rest_s, rest_g, rest_h);
+            }
+            tasks.into_par_iter().for_each(|(l, s, gr, he, inverse)| {
+                if objective == Objective::LambdaRank {
+                    lambdarank_query(settings, l, s, inverse, gr, he);
+                } else {
+                    ranknet_query(settings.sigma, l, s, gr, he);
+                }
+            });
+        }
+    }
+}
+
+/// Adds one pair's lambda and hessian: `high` should rank above `low`; `weight` scales both.
+fn add_pair(
+    sigma: f64,
+    delta_score: f64,
+    weight: f64,
+    high: usize,
+    low: usize,
+    grad: &mut [f64],
+    hess: &mut [f64],
+) -> f64 {
+    let p = 1.0 / (1.0 + (sigma * delta_score).exp());
+    let lambda = -sigma * p * weight;
+    let h = sigma * sigma * p * (1.0 - p) * weight;
+    grad[high] += lambda;
+    grad[low] -= lambda;
+    hess[high] += h;
+    hess[low] += h;
+    -2.0 * lambda
+}
+
+fn ranknet_query(sigma: f64, labels: &[f64], scores: &[f64], grad: &mut [f64], hess: &mut [f64]) {
+    grad.fill(0.0);
+    hess.fill(0.0);
+    for i in 0..labels.len() {
+        for j in 0..labels.len() {
+            if labels[i] > labels[j] {
+                add_pair(sigma, scores[i] - scores[j], 1.0, i, j, grad, hess);
+            }
+        }
+    }
+}
+
+/// `labels` are the gains here.
+fn lambdarank_query(
+    settings: LossSettings,
+    labels: &[f64],
+    scores: &[f64],
+    inverse_max_dcg: f64,
+    grad: &mut [f64],
+    hess: &mut [f64],
+) {
+    grad.fill(0.0);
+    hess.fill(0.0);
+    let n = labels.len();
+    if n < 2 || inverse_max_dcg == 0.0 {
+        return;
+    }
+    let mut sorted: Vec<usize> = (0..n).collect();
+    sorted.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (best, worst) = (scores[sorted[0]], scores[sorted[n - 1]]);
+    let mut sum_lambdas = 0.0;
+    for i in 0..(n - 1).min(settings.truncation) {
+        for j in i + 1..n {
+            let (a, b) = (sorted[i], sorted[j]);
+            if labels[a] == labels[b] {
+                continue;
+            }
+            let ((high, high_rank), (low, low_rank)) =
+                if labels[a] > labels[b] { ((a, i), (b, j)) } else { ((b, j), (a, i)) };
+            let delta_score = scores[high] - scores[low];
+            let mut delta_ndcg =
+                (labels[high] - labels[low]) * (discount(high_rank) - discount(low_rank)).abs() * inverse_max_dcg;
+            if settings.normalize && best != worst {
+                delta_ndcg /= 0.01 + delta_score.abs();
+            }
+            sum_lambdas += add_pair(settings.sigma, delta_score, delta_ndcg, high, low, grad, hess);
+        }
+    }
+    if settings.normalize && sum_lambdas > 0.0 {
+        let factor = (1.0 + sum_lambdas).log2() / sum_lambdas;
+        grad.iter_mut().for_each(|g| *g *= factor);
+        hess.iter_mut().for_each(|h| *h *= factor);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SETTINGS: LossSettings = LossSettings { sigma: 1.0, truncation: 30, normalize: true };
+
+    #[test]
+    fn lambdas_push_the_relevant_document_up_and_sum_to_zero() {
+        let labels = [0.0, 2.0, 1.0];
+        let scores = [0.5, 0.1, 0.0];
+        let (mut grad, mut hess) = ([0.0; 3], [0.0; 3]);
+        let inverse = [inverse_max_dcg(&labels, 30)];
+        for objective in [Objective::LambdaRank, Objective::RankNet] {
+            let targets = targets(objective, &labels);
+            let truth = Truth { targets: &targets, groups: &[3], inverse_max_dcgs: &inverse };
+            gradients(objective, SETTINGS, truth, &scores, &mut grad, &mut hess);
+            assert!(grad[1] < 0.0 && grad[0] > 0.0, "{objective:?}: {grad:?}");
+            assert!(grad.iter().sum::<f64>().abs() < 1e-12);
+            assert!(hess.iter().all(|&h| h > 0.0));
+        }
+    }
+
+    #[test]
+    fn ranknet_gradient_is_the_derivative_of_the_pairwise_loss() {
+        let labels = [2.0, 0.0, 1.0, 0.0];
+        let scores = [0.3, 0.7, -0.2, 0.1];
+        let loss = |s: &[f64]| -> f64 {
+            let mut total = 0.0;
+            for i in 0..4 {
+                for j in 0..4 {
+                    if labels[i] > labels[j] {
+                        total += (1.0 + (-(s[i] - s[j])).exp()).ln();
+                    }
+                }
+            }
+            total
+        };
+        let (mut grad, mut hess) = ([0.0; 4], [0.0; 4]);
+        let truth = Truth { targets: &labels, groups: &[4], inverse_max_dcgs: &[1.0] };
+        gradients(Objective::RankNet, SETTINGS, truth, &scores, &mut grad, &mut hess);
+        for i in 0..4 {
+            let (mut up, mut down) = (scores, scores);
+            up[i] += 1e-6;
+            down[i] -= 1e-6;
+            let numeric = (loss(&up) - loss(&down)) / 2e-6;
+            assert!((numeric - grad[i]).abs() < 1e-6, "row {i}: {numeric} vs {}", grad[i]);
+        }
+    }
+
+    #[test]
+    fn pointwise_gradients() {
+        let (mut grad, mut hess) = ([0.0; 2], [0.0; 2]);
+        let truth = Truth { targets: &[1.0, 3.0], groups: &[2], inverse_max_dcgs: &[0.0] };
+        gradients(Objective::Regression, SETTINGS, truth, &[2.0, 2.0], &mut grad, &mut hess);
+        assert_eq!((grad, hess), ([1.0, -1.0], [1.0, 1.0]));
+        let truth = Truth { targets: &[1.0, 0.0], groups: &[2], inverse_max_dcgs: &[0.0] };
+        gradients(Objective::Binary, SETTINGS, truth, &[0.0, 0.0], &mut grad, &mut hess);
+        assert_eq!((grad, hess), ([-0.5, 0.5], [0.25, 0.25]));
+        assert!((initial_score(Objective::Binary, &[1.0, 0.0, 0.0, 0.0]) - (1.0f64 / 3.0).ln()).abs() < 1e-12);
+    }
+}
