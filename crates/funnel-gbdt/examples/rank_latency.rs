@@ -44,13 +44,14 @@ fn main() {
     let leaves: usize = model.trees.iter().map(|t| t.leaves()).sum();
     eprintln!("trained {} trees ({leaves} leaves) in {:.1} s", model.trees.len(), started.elapsed().as_secs_f64());
 
+    let forest = model.compile();
     let batches: Vec<Vec<f32>> = (0..20).map(|_| rows(&mut rng, candidates, width)).collect();
     let mut times = Vec::with_capacity(requests);
     let mut checksum = 0.0;
     for i in 0..requests + 20 {
         let batch = &batches[i % batches.len()];
         let started = Instant::now();
-        let scores = model.predict_rows(batch, width);
+        let scores = forest.predict_rows(batch, width);
         let elapsed = started.elapsed().as_secs_f64() * 1e3;
         checksum += scores[0];
         if i >= 20 {
@@ -60,9 +61,10 @@ fn main() {
     times.sort_by(f64::total_cmp);
     let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
     println!(
-        "{{\"candidates\": {candidates}, \"features\": {width}, \"trees\": {}, \"leaves\": {leaves}, \
+        "{{\"candidates\": {candidates}, \"features\": {width}, \"trees\": {}, \"leaves\": {leaves}, \"mean_depth\": {:.1}, \
          \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"max_ms\": {:.3}, \"checksum\": {checksum:.6}}}",
         model.trees.len(),
+        forest.mean_depth(),
         at(0.5),
         at(0.99),
         times[times.len() - 1]

@@ -9,6 +9,7 @@
 //! as JSON.
 
 mod bins;
+mod forest;
 mod hist;
 mod model;
 mod objective;
@@ -16,6 +17,7 @@ mod tree;
 
 use std::path::PathBuf;
 
+pub use forest::Forest;
 pub use model::{Importance, Model, mean_ndcg};
 pub use objective::Objective;
 pub use tree::Tree;

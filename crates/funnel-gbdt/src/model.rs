@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::objective::{self, Objective};
-use crate::{Dataset, GbdtError, Tree, group_ranges};
+use crate::{Dataset, Forest, GbdtError, Tree, group_ranges};
 
 const FORMAT: &str = "funnel-gbdt";
 const VERSION: u32 = 1;
@@ -38,15 +38,19 @@ struct File {
 impl Model {
     /// The raw score of one row (features in training order; missing trailing ones are 0).
     pub fn predict(&self, row: &[f32]) -> f64 {
-        self.init_score + self.trees.iter().map(|t| t.predict(row)).sum::<f64>()
+        // Added in tree order onto the initial score, as `Forest` does.
+        self.trees.iter().fold(self.init_score, |score, t| score + t.predict(row))
     }
 
-    /// Scores of a row-major matrix with `width` features per row.
+    /// Scores of a row-major matrix with `width` features per row (through a [`Forest`];
+    /// build one with [`Model::compile`] to score many batches).
     pub fn predict_rows(&self, features: &[f32], width: usize) -> Vec<f64> {
-        if width == 0 {
-            return Vec::new();
-        }
-        features.chunks_exact(width).map(|row| self.predict(row)).collect()
+        self.compile().predict_rows(features, width)
+    }
+
+    /// The model packed for fast batch scoring.
+    pub fn compile(&self) -> Forest {
+        Forest::new(self)
     }
 
     /// Features by total gain, most important first (unused features left out).
