@@ -86,14 +86,19 @@ pub(crate) struct Binned {
     pub offsets: Vec<usize>,
     /// `columns[f][row]`: the row's bin of feature `f`.
     pub columns: Vec<Vec<u8>>,
-    /// Sparse rows: histogram slots of the bins that are not their feature's common bin.
-    pub row_start: Vec<usize>,
+    /// Sparse rows: histogram slots of the bins that are not their feature's common bin,
+    /// row after row (each row's part by part, see `part_starts`).
     pub row_slots: Vec<u32>,
+    /// Features cut into consecutive ranges of about equal work, one per thread: a leaf's
+    /// histogram and split search are done part by part in parallel.
+    pub parts: Vec<std::ops::Range<usize>>,
+    /// Row `r`'s slots of part `p` are `row_slots[part_starts[r * (P + 1) + p]..][..next]`.
+    pub part_starts: Vec<usize>,
 }
 
 impl Binned {
     /// Bins a row-major matrix (`rows × width`).
-    pub fn new(values: &[f32], width: usize, max_bin: usize, min_data_in_bin: usize) -> Binned {
+    pub fn new(values: &[f32], width: usize, max_bin: usize, min_data_in_bin: usize, parts: usize) -> Binned {
         use rayon::prelude::*;
         let rows = values.len().checked_div(width).unwrap_or(0);
         let (mappers, columns): (Vec<BinMapper>, Vec<Vec<u8>>) = (0..width)
@@ -130,7 +135,23 @@ impl Binned {
                 }
             }
         }
-        Binned { mappers, offsets, columns, row_start, row_slots }
+        let parts = cut_features(&row_slots, &offsets, parts.max(1));
+        let mut part_starts = Vec::with_capacity(rows * (parts.len() + 1));
+        for r in 0..rows {
+            let slots = &row_slots[row_start[r]..row_start[r + 1]];
+            for part in &parts {
+                let first_slot = offsets[part.start] as u32;
+                part_starts.push(row_start[r] + slots.partition_point(|&s| s < first_slot));
+            }
+            part_starts.push(row_start[r + 1]);
+        }
+        Binned { mappers, offsets, columns, row_slots, parts, part_starts }
+    }
+
+    /// Row `r`'s slots in part `p`.
+    pub fn part_slots(&self, r: usize, p: usize) -> &[u32] {
+        let at = r * (self.parts.len() + 1) + p;
+        &self.row_slots[self.part_starts[at]..self.part_starts[at + 1]]
     }
 
     pub fn width(&self) -> usize {
@@ -140,6 +161,27 @@ impl Binned {
     pub fn slots(&self) -> usize {
         self.offsets.last().copied().unwrap_or(0)
     }
+}
+
+/// Cuts the features into `parts` consecutive ranges of about equal work: the sparse
+/// entries a histogram adds up plus the bins a split search scans.
+fn cut_features(row_slots: &[u32], offsets: &[usize], parts: usize) -> Vec<std::ops::Range<usize>> {
+    let width = offsets.len() - 1;
+    let mut work: Vec<usize> = (0..width).map(|f| 4 * (offsets[f + 1] - offsets[f])).collect();
+    for &slot in row_slots {
+        work[offsets.partition_point(|&o| o <= slot as usize) - 1] += 1;
+    }
+    let total: usize = work.iter().sum();
+    let mut cuts = vec![0];
+    let mut done = 0;
+    for (f, w) in work.iter().enumerate() {
+        done += w;
+        if cuts.len() < parts && done * parts >= total * cuts.len() && f + 1 < width {
+            cuts.push(f + 1);
+        }
+    }
+    cuts.push(width);
+    cuts.windows(2).map(|w| w[0]..w[1]).collect()
 }
 
 #[cfg(test)]
@@ -168,10 +210,11 @@ mod tests {
     fn sparse_rows_skip_the_common_bin() {
         // 4 rows × 2 features; feature 0 is mostly 0, feature 1 mostly 5.
         let values = [0.0, 5.0, 0.0, 5.0, 0.0, 5.0, 7.0, 1.0];
-        let binned = Binned::new(&values, 2, 255, 1);
+        let binned = Binned::new(&values, 2, 255, 1, 2);
         assert_eq!(binned.offsets, [0, 2, 4]);
         assert_eq!(binned.columns[0], [0, 0, 0, 1]);
-        assert_eq!(&binned.row_slots[binned.row_start[3]..binned.row_start[4]], [1, 2]);
-        assert_eq!(binned.row_start[3], 0);
+        assert_eq!(binned.row_slots, [1, 2]);
+        assert_eq!(binned.parts, [0..1, 1..2]);
+        assert_eq!((binned.part_slots(3, 0), binned.part_slots(3, 1)), (&[1][..], &[2][..]));
     }
 }

@@ -1,7 +1,5 @@
 //! Gradient histograms of a leaf's rows and the best split they allow.
 
-use rayon::prelude::*;
-
 use crate::bins::Binned;
 
 /// Sums of gradients, hessians and rows.
@@ -32,12 +30,6 @@ impl Sums {
     }
 }
 
-/// Rows below which a histogram is built by one task.
-const ROWS_PER_TASK: usize = 512;
-/// At most this many tasks build one histogram. A fixed number, not the thread count, so
-/// that the sums (and so the trees) are the same on any number of threads.
-const MAX_TASKS: usize = 4;
-
 /// Histogram buffers kept between leaves and trees, so that growing a tree allocates
 /// (and the kernel zeroes) no fresh memory.
 #[derive(Debug, Default)]
@@ -61,72 +53,64 @@ impl Buffers {
     }
 }
 
-fn accumulate(data: &Binned, rows: &[u32], grad: &[f64], hess: &[f64], hist: &mut [Sums]) {
+/// A histogram cut into the data's parts: `part[i]` holds the slots of `data.parts[i]`.
+pub(crate) fn split_parts<'a>(data: &Binned, mut hist: &'a mut [Sums]) -> Vec<&'a mut [Sums]> {
+    let mut parts = Vec::with_capacity(data.parts.len());
+    for range in &data.parts {
+        let (part, rest) = hist.split_at_mut(data.offsets[range.end] - data.offsets[range.start]);
+        parts.push(part);
+        hist = rest;
+    }
+    parts
+}
+
+/// The features of `features` (sorted) that fall in part `p`.
+pub(crate) fn features_in<'a>(data: &Binned, p: usize, features: &'a [u32]) -> &'a [u32] {
+    let range = &data.parts[p];
+    let lo = features.partition_point(|&f| (f as usize) < range.start);
+    let hi = features.partition_point(|&f| (f as usize) < range.end);
+    &features[lo..hi]
+}
+
+/// Part `p` of the histogram of `rows`, whose totals are `total`, for `features` (of
+/// that part): sums of the rows' sparse bins, and each feature's common bin as the rest.
+pub(crate) fn build_part(
+    data: &Binned,
+    p: usize,
+    rows: &[u32],
+    (grad, hess): (&[f64], &[f64]),
+    total: Sums,
+    features: &[u32],
+    hist: &mut [Sums],
+) {
+    let base = data.offsets[data.parts[p].start];
     for &r in rows {
         let r = r as usize;
         let (g, h) = (grad[r], hess[r]);
-        for &slot in &data.row_slots[data.row_start[r]..data.row_start[r + 1]] {
-            let bin = &mut hist[slot as usize];
+        for &slot in data.part_slots(r, p) {
+            let bin = &mut hist[slot as usize - base];
             bin.grad += g;
             bin.hess += h;
             bin.count += 1;
         }
     }
-}
-
-/// The histogram (one `Sums` per bin of every feature) of `rows`, whose totals are `total`.
-pub(crate) fn build(
-    data: &Binned,
-    rows: &[u32],
-    grad: &[f64],
-    hess: &[f64],
-    total: Sums,
-    features: &[u32],
-    buffers: &mut Buffers,
-) -> Vec<Sums> {
-    let slots = data.slots();
-    let mut hist = buffers.take(slots);
-    let tasks = (rows.len() / ROWS_PER_TASK).clamp(1, MAX_TASKS);
-    if tasks == 1 {
-        accumulate(data, rows, grad, hess, &mut hist);
-    } else {
-        let chunk = rows.len().div_ceil(tasks);
-        let mut parts: Vec<Vec<Sums>> = (1..tasks).map(|_| buffers.take(slots)).collect();
-        let (first, rest) = rows.split_at(chunk);
-        rayon::join(
-            || accumulate(data, first, grad, hess, &mut hist),
-            || {
-                parts.par_iter_mut().zip(rest.par_chunks(chunk)).for_each(|(part, rows)| {
-                    accumulate(data, rows, grad, hess, part);
-                })
-            },
-        );
-        for part in parts {
-            for (x, y) in hist.iter_mut().zip(&part) {
-                x.add(*y);
-            }
-            buffers.give(part);
-        }
-    }
-    // The common bin of each feature holds whatever the other bins do not (only the
-    // features that may still split are made right).
     for &f in features {
-        let (f, mapper) = (f as usize, &data.mappers[f as usize]);
-        let range = data.offsets[f]..data.offsets[f + 1];
+        let (f, common) = (f as usize, usize::from(data.mappers[f as usize].common));
+        let bins = &mut hist[data.offsets[f] - base..data.offsets[f + 1] - base];
         let mut others = Sums::default();
-        for bin in &hist[range.clone()] {
+        for bin in bins.iter() {
             others.add(*bin);
         }
-        hist[range.start + usize::from(mapper.common)] = total.minus(others);
+        bins[common] = total.minus(others); // the common bin got nothing above
     }
-    hist
 }
 
-/// Turns `parent` into `parent - child`, bin by bin, for `features`: the sibling's
+/// Turns part `p` of `parent` into `parent - child` for `features`: the sibling's
 /// histogram without visiting its rows.
-pub(crate) fn subtract(data: &Binned, parent: &mut [Sums], child: &[Sums], features: &[u32]) {
+pub(crate) fn subtract_part(data: &Binned, p: usize, parent: &mut [Sums], child: &[Sums], features: &[u32]) {
+    let base = data.offsets[data.parts[p].start];
     for &f in features {
-        let range = data.offsets[f as usize]..data.offsets[f as usize + 1];
+        let range = data.offsets[f as usize] - base..data.offsets[f as usize + 1] - base;
         for (p, c) in parent[range.clone()].iter_mut().zip(&child[range]) {
             *p = p.minus(*c);
         }
@@ -161,13 +145,16 @@ fn score(sums: Sums, lambda_l2: f64) -> f64 {
 /// split within the limits. A feature without one cannot have one in a child leaf either
 /// (a child's rows and hessians on each side are at most its parent's), so children
 /// search only these.
+/// `hist` is part `p`'s slots; `features` are in that part.
 pub(crate) fn best_split(
     data: &Binned,
+    p: usize,
     hist: &[Sums],
     total: Sums,
     rules: SplitRules,
     features: &[u32],
 ) -> (Option<Split>, Vec<u32>) {
+    let base = data.offsets[data.parts[p].start];
     if total.count < 2 * rules.min_data_in_leaf {
         return (None, Vec::new()); // no split can leave enough rows on both sides
     }
@@ -176,7 +163,7 @@ pub(crate) fn best_split(
     let mut feasible = Vec::with_capacity(features.len());
     for &f in features {
         let f = f as usize;
-        let bins = &hist[data.offsets[f]..data.offsets[f + 1]];
+        let bins = &hist[data.offsets[f] - base..data.offsets[f + 1] - base];
         let common = usize::from(data.mappers[f].common);
         let (any, split) = best_in_feature(f, bins, common, total, parent, rules);
         if any {

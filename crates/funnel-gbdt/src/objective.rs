@@ -58,6 +58,8 @@ pub(crate) struct LossSettings {
     /// LambdaRank: scale each pair by 1 / (0.01 + |score difference|) and a query's
     /// lambdas by log2(1 + Σλ) / Σλ.
     pub normalize: bool,
+    /// Compute the queries' gradients on several threads.
+    pub parallel: bool,
 }
 
 /// A label's gain: 2^label − 1.
@@ -143,13 +145,19 @@ pub(crate) fn gradients(
                 tasks.push((l, s, gr, he, inverse_max_dcgs[g]));
                 (labels, scores, grad, hess) = (rest_l, rest_s, rest_g, rest_h);
             }
-            tasks.into_par_iter().for_each(|(l, s, gr, he, inverse)| {
+            let one = |(l, s, gr, he, inverse): (&[f64], &[f64], &mut [f64], &mut [f64], f64)| {
                 if objective == Objective::LambdaRank {
                     lambdarank_query(settings, l, s, inverse, gr, he);
                 } else {
                     ranknet_query(settings.sigma, l, s, gr, he);
                 }
-            });
+            };
+            // Waking a second thread costs more than small sets take.
+            if settings.parallel {
+                tasks.into_par_iter().for_each(one);
+            } else {
+                tasks.into_iter().for_each(one);
+            }
         }
     }
 }
@@ -233,7 +241,7 @@ fn lambdarank_query(
 mod tests {
     use super::*;
 
-    const SETTINGS: LossSettings = LossSettings { sigma: 1.0, truncation: 30, normalize: true };
+    const SETTINGS: LossSettings = LossSettings { sigma: 1.0, truncation: 30, normalize: true, parallel: true };
 
     #[test]
     fn lambdas_push_the_relevant_document_up_and_sum_to_zero() {

@@ -80,8 +80,14 @@ pub(crate) fn grow(
         Tree { feature: vec![], threshold: vec![], left: vec![], right: vec![], gain: vec![], leaf_value: vec![] };
     let sums = Sums::of(order, grad, hess);
     let all: Vec<u32> = (0..data.width() as u32).collect();
-    let hist = hist::build(data, order, grad, hess, sums, &all, buffers);
-    let (split, features) = hist::best_split(data, &hist, sums, growth.rules, &all);
+    let mut hist = buffers.take(data.slots());
+    let rows: &[u32] = order;
+    let found = in_parts(data, hist::split_parts(data, &mut hist), |p, part| {
+        let features = hist::features_in(data, p, &all);
+        hist::build_part(data, p, rows, (grad, hess), sums, features, part);
+        hist::best_split(data, p, part, sums, growth.rules, features)
+    });
+    let (split, features) = merge(found);
     let mut leaves = vec![Leaf { begin: 0, len: order.len(), sums, depth: 0, hist, split, features, parent: None }];
     let mut scratch = Vec::with_capacity(order.len());
     while leaves.len() < growth.leaves {
@@ -117,16 +123,24 @@ pub(crate) fn grow(
         let (small_rows, small_sums, small_is_left) =
             if left_len <= len - left_len { (left_rows, split.left, true) } else { (right_rows, split.right, false) };
         let features = std::mem::take(&mut leaves[index].features);
-        let small = hist::build(data, small_rows, grad, hess, small_sums, &features, buffers);
-        hist::subtract(data, &mut parent_hist, &small, &features);
-        let large = parent_hist;
-        let (left_hist, right_hist) = if small_is_left { (small, large) } else { (large, small) };
-
+        let mut small = buffers.take(data.slots());
+        let small_parts = hist::split_parts(data, &mut small);
+        let parent_parts = hist::split_parts(data, &mut parent_hist);
+        let pairs: Vec<_> = small_parts.into_iter().zip(parent_parts).collect();
+        let found = in_parts(data, pairs, |p, (small, large)| {
+            let features = hist::features_in(data, p, &features);
+            hist::build_part(data, p, small_rows, (grad, hess), small_sums, features, small);
+            hist::subtract_part(data, p, large, small, features);
+            let (left, right) = if small_is_left { (&*small, &*large) } else { (&*large, &*small) };
+            (
+                hist::best_split(data, p, left, split.left, growth.rules, features),
+                hist::best_split(data, p, right, split.right, growth.rules, features),
+            )
+        });
+        let (left_found, right_found): (Vec<_>, Vec<_>) = found.into_iter().unzip();
+        let ((left_split, left_features), (right_split, right_features)) = (merge(left_found), merge(right_found));
+        let (left_hist, right_hist) = if small_is_left { (small, parent_hist) } else { (parent_hist, small) };
         let depth = leaves[index].depth + 1;
-        let ((left_split, left_features), (right_split, right_features)) = (
-            hist::best_split(data, &left_hist, split.left, growth.rules, &features),
-            hist::best_split(data, &right_hist, split.right, growth.rules, &features),
-        );
         leaves[index] = Leaf {
             begin,
             len: left_len,
@@ -161,6 +175,32 @@ pub(crate) fn grow(
         buffers.give(leaf.hist);
     }
     (tree, ranges)
+}
+
+/// Runs `work` on every part (with that part's share of the histograms), in parallel
+/// when there are several, and returns the results in part order.
+fn in_parts<T: Send, R: Send>(data: &Binned, shares: Vec<T>, work: impl Fn(usize, T) -> R + Sync) -> Vec<R> {
+    use rayon::prelude::*;
+    if data.parts.len() == 1 {
+        return shares.into_iter().enumerate().map(|(p, share)| work(p, share)).collect();
+    }
+    shares.into_par_iter().enumerate().map(|(p, share)| work(p, share)).collect()
+}
+
+/// The best split over the parts (ties: the lower feature, as the parts are in feature
+/// order) and the features that can still split, in order.
+fn merge(found: Vec<(Option<Split>, Vec<u32>)>) -> (Option<Split>, Vec<u32>) {
+    let mut best: Option<Split> = None;
+    let mut features = Vec::new();
+    for (split, part) in found {
+        if let Some(split) = split
+            && best.is_none_or(|b| split.gain > b.gain)
+        {
+            best = Some(split);
+        }
+        features.extend(part);
+    }
+    (best, features)
 }
 
 /// Stable partition of `rows` by `column[row] <= bin`; returns the number on the left.

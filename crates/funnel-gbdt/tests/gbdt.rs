@@ -58,11 +58,18 @@ fn every_objective_learns_beyond_the_best_single_feature() {
 #[test]
 fn the_model_does_not_depend_on_the_thread_count() {
     let data = synthetic(200, 3);
-    let fit = |threads| {
-        let params = Params { trees: 20, threads: Some(threads), ..Params::default() };
+    // rows_per_thread 1: with several threads the features are cut into parts, one per
+    // thread, and the gradients are computed in parallel.
+    let fit = |threads, objective| {
+        let params = Params { trees: 20, threads: Some(threads), rows_per_thread: 1, objective, ..Params::default() };
         train(&data, None, &params, &mut |_, _| {}).unwrap().0
     };
-    assert_eq!(fit(1), fit(2));
+    for objective in [Objective::LambdaRank, Objective::Binary] {
+        let one = fit(1, objective);
+        assert_eq!(one, fit(2, objective), "{objective:?}");
+        assert_eq!(one, fit(3, objective), "{objective:?}");
+        assert!(one.trees.iter().all(|t| t.leaves() == 31));
+    }
 }
 
 #[test]
