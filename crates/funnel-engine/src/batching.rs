@@ -139,7 +139,9 @@ mod tests {
         }
         let batches = inner.0.lock().unwrap().clone();
         assert_eq!(batches.iter().sum::<usize>(), 6);
-        assert_eq!(batches.len(), 2, "the five who queued behind the first shared one pass: {batches:?}");
+        // One pass for the first caller(s) and one for those who queued behind them; all six
+        // in one pass when they all queued before the worker woke (it happens under load).
+        assert!((1..=2).contains(&batches.len()), "callers queued behind a pass share the next: {batches:?}");
         // Several texts from one caller, and an error reaching every caller of its batch.
         assert_eq!(batching.embed(&["ab", "abc"], &mut |_| {}).unwrap(), [vec![2.0], vec![3.0]]);
         assert_eq!(batching.embed(&["fail"], &mut |_| {}), Err("no".to_owned()));
