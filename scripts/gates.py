@@ -317,6 +317,28 @@ def eval_ltr_gate(binary, shared, work):
           f"{gbdt['comparison'].get('ndcg@10')}; trees kept {gbdt['params']['trees_kept']}")
 
 
+def propensity_gate(binary, shared, work):
+    """Position propensities from the Open Bandit Dataset's uniformly random logs: the
+    counts and CTRs recomputed here from the CSV, the first position at 1."""
+    import csv
+    logs = os.path.join(shared, "data/obd/random/all/all.csv")
+    out, *_ = run(binary, work, "eval", "propensity", "--logs", logs, "--json")
+    positions = json.loads(out)["positions"]
+    counts = {}
+    with open(logs) as f:
+        for row in csv.DictReader(f):
+            n, c = counts.get(int(row["position"]), (0, 0))
+            counts[int(row["position"])] = (n + 1, c + int(row["click"]))
+    expected = [(k, n, c, c / n, (c / n) / (counts[1][1] / counts[1][0])) for k, (n, c) in sorted(counts.items())]
+    got = [(p["position"], p["impressions"], p["clicks"], p["ctr"], p["propensity"]) for p in positions]
+    check("eval propensity: OBD random logs' counts, CTRs and relative propensities",
+          len(got) == len(expected) == 3 and all(g[:3] == e[:3] and abs(g[3] - e[3]) < 1e-12 and abs(g[4] - e[4]) < 1e-12
+                                                 for g, e in zip(got, expected))
+          and all(p["ci95"][0] <= p["propensity"] <= p["ci95"][1] for p in positions),
+          "; ".join(f"{p['position']}: {p['clicks']}/{p['impressions']} -> {p['propensity']:.3f} "
+                    f"[{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}]" for p in positions))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin", default="target/release/funnel")
@@ -324,7 +346,7 @@ def main():
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="funnel-gates-")
     try:
-        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, cold_start_gate, embedding_gate, content_gate, eval_search_gate, spell_gate, hybrid_search_gate, cross_encoder_gate, eval_ltr_gate, corpus_gate):
+        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, cold_start_gate, embedding_gate, content_gate, eval_search_gate, spell_gate, hybrid_search_gate, cross_encoder_gate, eval_ltr_gate, propensity_gate, corpus_gate):
             try:
                 gate(args.bin, args.shared, work)
             except Exception as error:  # a crash of one gate is a failure, not a skip

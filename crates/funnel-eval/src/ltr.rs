@@ -18,6 +18,9 @@ pub struct Group {
     pub query: String,
     pub labels: Vec<f64>,
     pub features: Vec<Vec<f32>>,
+    /// Row weights, from `FILE.weight` when it exists (one number per row, LightGBM's
+    /// convention): e.g. inverse examination propensities of clicked rows.
+    pub weights: Option<Vec<f64>>,
 }
 
 /// One parsed line: its qid (if given), label and sparse (0-based index, value) features.
@@ -55,10 +58,11 @@ pub fn read_svmlight(path: &Path) -> Result<Vec<Group>, EvalError> {
         rows.push((query, label, features));
     }
     let sizes = group_sizes(path, &rows)?;
+    let rows_total = rows.len();
     let mut groups = Vec::with_capacity(sizes.len());
     let mut rows = rows.into_iter();
     for (g, size) in sizes.into_iter().enumerate() {
-        let mut group = Group { query: g.to_string(), labels: Vec::new(), features: Vec::new() };
+        let mut group = Group { query: g.to_string(), labels: Vec::new(), features: Vec::new(), weights: None };
         for (query, label, sparse) in rows.by_ref().take(size) {
             if let Some(query) = query {
                 group.query = query;
@@ -72,7 +76,40 @@ pub fn read_svmlight(path: &Path) -> Result<Vec<Group>, EvalError> {
         }
         groups.push(group);
     }
+    if let Some(weights) = read_weights(path, rows_total)? {
+        let mut weights = weights.into_iter();
+        for group in &mut groups {
+            group.weights = Some(weights.by_ref().take(group.labels.len()).collect());
+        }
+    }
     Ok(groups)
+}
+
+/// `FILE.weight`, if it exists: one finite weight >= 0 per row of FILE.
+fn read_weights(path: &Path, rows: usize) -> Result<Option<Vec<f64>>, EvalError> {
+    let mut weight_file = PathBuf::from(path);
+    weight_file.as_mut_os_string().push(".weight");
+    let Ok(text) = std::fs::read_to_string(&weight_file) else { return Ok(None) };
+    let mut weights = Vec::with_capacity(rows);
+    for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let weight: f64 = line.trim().parse().ok().filter(|w: &f64| w.is_finite() && *w >= 0.0).ok_or_else(|| {
+            EvalError::BadLine {
+                path: weight_file.clone(),
+                line: number as u64 + 1,
+                reason: format!("weight `{}` is not a finite number >= 0", line.trim()),
+            }
+        })?;
+        weights.push(weight);
+    }
+    if weights.len() != rows {
+        return Err(EvalError::Input(format!(
+            "{}: {} weights but {} has {rows} rows",
+            weight_file.display(),
+            weights.len(),
+            path.display()
+        )));
+    }
+    Ok(Some(weights))
 }
 
 /// Group sizes from `qid:` runs, or from `FILE.query` when the rows carry no qid.
@@ -235,6 +272,13 @@ pub fn evaluate_best_feature(train: &[Group], test: &[Group], dataset: &str) -> 
     Ok(score_test(test, "best-feature", dataset, params, fit_s, |g| feature_scores(g, best)))
 }
 
+/// Scores the test queries with a trained model (ours or LightGBM's, see
+/// `funnel_gbdt::Model::load`).
+pub fn evaluate_model(model: &funnel_gbdt::Model, name: &str, test: &[Group], dataset: &str) -> LtrResult {
+    let params = json!({ "objective": model.objective.name(), "trees": model.trees.len(), "features": model.width });
+    score_test(test, name, dataset, params, 0.0, |g| g.features.iter().map(|row| model.predict(row)).collect())
+}
+
 /// Query groups as one row-major GBDT data set, every row padded to `width` features.
 pub fn to_dataset(groups: &[Group], width: usize) -> Result<funnel_gbdt::Dataset, EvalError> {
     let mut features = Vec::new();
@@ -247,7 +291,13 @@ pub fn to_dataset(groups: &[Group], width: usize) -> Result<funnel_gbdt::Dataset
         }
     }
     let sizes = groups.iter().map(|g| g.labels.len()).collect();
-    funnel_gbdt::Dataset::new(features, width, labels, sizes).map_err(|e| EvalError::Input(e.to_string()))
+    let data =
+        funnel_gbdt::Dataset::new(features, width, labels, sizes).map_err(|e| EvalError::Input(e.to_string()))?;
+    if groups.iter().all(|g| g.weights.is_none()) {
+        return Ok(data);
+    }
+    let weights = groups.iter().flat_map(|g| g.weights.clone().unwrap_or_else(|| vec![1.0; g.labels.len()])).collect();
+    data.with_weights(weights).map_err(|e| EvalError::Input(e.to_string()))
 }
 
 /// Trains gradient-boosted trees on `train` (early stopping on `valid`, if given) and
@@ -285,7 +335,8 @@ pub fn evaluate_gbdt(
         "leaves": params.leaves, "learning_rate": params.learning_rate,
         "min_data_in_leaf": params.min_data_in_leaf, "min_sum_hessian": params.min_sum_hessian,
         "max_bin": params.max_bin, "truncation": params.truncation, "early_stopping": params.early_stopping,
-        "stopped": fitted.stopped, "features": width, "train_queries": train.len(), "test_queries": test.len(),
+        "stopped": fitted.stopped, "normalize": params.normalize, "weighted": train_set.weights.is_some(),
+        "features": width, "train_queries": train.len(), "test_queries": test.len(),
         "importance_top10": top,
     });
     let result = score_test(test, "gbdt", dataset, report_params, fit_s, |g| {
@@ -317,6 +368,16 @@ mod tests {
         std::fs::write(dir.path().join("b.train.query"), "2\n2\n").unwrap();
         let by_file = read_svmlight(&plain).unwrap();
         assert_eq!(by_file.iter().map(|g| g.labels.clone()).collect::<Vec<_>>(), [vec![2.0, 0.0], vec![1.0, 0.0]]);
+        assert!(by_file[0].weights.is_none());
+        std::fs::write(dir.path().join("b.train.weight"), "1\n2.5\n1\n4\n").unwrap();
+        let weighted = read_svmlight(&plain).unwrap();
+        assert_eq!(
+            (weighted[0].weights.clone(), weighted[1].weights.clone()),
+            (Some(vec![1.0, 2.5]), Some(vec![1.0, 4.0]))
+        );
+        assert_eq!(to_dataset(&weighted, 2).unwrap().weights, Some(vec![1.0, 2.5, 1.0, 4.0]));
+        std::fs::write(dir.path().join("b.train.weight"), "1\n-2\n1\n4\n").unwrap();
+        assert!(read_svmlight(&plain).unwrap_err().to_string().contains("b.train.weight:2"));
 
         let report = evaluate_best_feature(&groups, &groups, "toy").unwrap().report;
         assert_eq!(report.params["feature"], 2);

@@ -11,6 +11,7 @@
 mod bins;
 mod forest;
 mod hist;
+mod lightgbm;
 mod model;
 mod objective;
 mod tree;
@@ -34,8 +35,8 @@ pub enum GbdtError {
     Input(String),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    /// A model file that is not one of ours, or is damaged.
-    #[error("{path}: not a Funnel GBDT model: {reason}")]
+    /// A model file that is neither ours nor a LightGBM one we can read, or is damaged.
+    #[error("{path}: cannot read this model: {reason}")]
     Format { path: PathBuf, reason: String },
     #[error("internal error: {0}")]
     Internal(String),
@@ -50,6 +51,8 @@ pub struct Dataset {
     pub width: usize,
     pub labels: Vec<f64>,
     pub groups: Vec<usize>,
+    /// Row weights (see [`Dataset::with_weights`]); none means 1 each.
+    pub weights: Option<Vec<f64>>,
 }
 
 impl Dataset {
@@ -71,7 +74,25 @@ impl Dataset {
         if let Some(bad) = labels.iter().find(|l| !l.is_finite() || **l < 0.0) {
             return Err(GbdtError::Input(format!("label {bad} is not a finite number >= 0")));
         }
-        Ok(Dataset { features, width, labels, groups })
+        Ok(Dataset { features, width, labels, groups, weights: None })
+    }
+
+    /// Weights each row's loss: a pointwise loss by the row's weight, a pair by the weight
+    /// of its more relevant row. For clicks logged under position bias, a clicked row's
+    /// weight is 1 / the examination propensity of the position it was shown at
+    /// (inverse propensity scoring), which removes the bias in expectation. With LambdaRank
+    /// set `Params::normalize` to false: its per-query rescaling of the lambdas undoes
+    /// most of the weights (in the position-bias test, weighted NDCG@10 0.907 with it and
+    /// 0.954 without; unweighted 0.862 and 0.872).
+    pub fn with_weights(mut self, weights: Vec<f64>) -> Result<Dataset, GbdtError> {
+        if weights.len() != self.labels.len() {
+            return Err(GbdtError::Input(format!("{} weights for {} rows", weights.len(), self.labels.len())));
+        }
+        if let Some(bad) = weights.iter().find(|w| !w.is_finite() || **w < 0.0) {
+            return Err(GbdtError::Input(format!("weight {bad} is not a finite number >= 0")));
+        }
+        self.weights = Some(weights);
+        Ok(self)
     }
 
     pub fn rows(&self) -> usize {
@@ -222,7 +243,15 @@ fn boost(
     let inverse_max_dcgs = group_ranges(&train.groups)
         .map(|(start, len)| objective::inverse_max_dcg(&train.labels[start..start + len], params.truncation))
         .collect::<Vec<_>>();
-    let init_score = objective::initial_score(objective, &train.labels);
+    let ones;
+    let weights = match &train.weights {
+        Some(w) => w.as_slice(),
+        None => {
+            ones = vec![1.0; train.rows()];
+            &ones
+        }
+    };
+    let init_score = objective::initial_score(objective, &train.labels, weights);
     let targets = objective::targets(objective, &train.labels);
     let mut model = Model { objective, init_score, width: train.width, trees: Vec::new() };
     let growth = Growth {
@@ -245,7 +274,8 @@ fn boost(
     let mut report = TrainReport::default();
     let mut best: Option<(usize, f64)> = None;
     for iteration in 0..params.trees {
-        let truth = objective::Truth { targets: &targets, groups: &train.groups, inverse_max_dcgs: &inverse_max_dcgs };
+        let truth =
+            objective::Truth { targets: &targets, weights, groups: &train.groups, inverse_max_dcgs: &inverse_max_dcgs };
         objective::gradients(objective, settings, truth, &scores, &mut grad, &mut hess);
         let (tree, ranges) = tree::grow(&data, &mut order, &grad, &hess, growth, &mut buffers);
         if tree.leaves() < 2 {

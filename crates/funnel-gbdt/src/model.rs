@@ -74,8 +74,14 @@ impl Model {
         std::fs::write(path, text).map_err(|source| GbdtError::Io { path: path.to_owned(), source })
     }
 
+    /// Reads a model saved by [`Model::save`], or a LightGBM text model file.
     pub fn load(path: &Path) -> Result<Model, GbdtError> {
         let text = std::fs::read(path).map_err(|source| GbdtError::Io { path: path.to_owned(), source })?;
+        if let Ok(text) = std::str::from_utf8(&text)
+            && crate::lightgbm::looks_like(text)
+        {
+            return crate::lightgbm::parse(path, text);
+        }
         let bad = |reason: String| GbdtError::Format { path: path.to_owned(), reason };
         let file: File = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
         if file.format != FORMAT || file.version != VERSION {
@@ -90,7 +96,7 @@ impl Model {
 
 impl Tree {
     /// Checks that every node and leaf is reachable by in-range indices.
-    fn check(&self, width: usize) -> Result<(), String> {
+    pub(crate) fn check(&self, width: usize) -> Result<(), String> {
         let nodes = self.feature.len();
         if [self.threshold.len(), self.left.len(), self.right.len(), self.gain.len()].iter().any(|&l| l != nodes) {
             return Err("node arrays differ in length".into());

@@ -83,12 +83,13 @@ pub(crate) fn inverse_max_dcg(labels: &[f64], k: usize) -> f64 {
 }
 
 /// The score every row starts from.
-pub(crate) fn initial_score(objective: Objective, labels: &[f64]) -> f64 {
-    let n = labels.len().max(1) as f64;
+pub(crate) fn initial_score(objective: Objective, labels: &[f64], weights: &[f64]) -> f64 {
+    let total: f64 = weights.iter().sum::<f64>().max(f64::MIN_POSITIVE);
     match objective {
-        Objective::Regression => labels.iter().sum::<f64>() / n,
+        Objective::Regression => labels.iter().zip(weights).map(|(l, w)| l * w).sum::<f64>() / total,
         Objective::Binary => {
-            let p = (labels.iter().filter(|&&l| l > 0.0).count() as f64 / n).clamp(1e-15, 1.0 - 1e-15);
+            let positive: f64 = labels.iter().zip(weights).filter(|(l, _)| **l > 0.0).map(|(_, w)| w).sum();
+            let p = (positive / total).clamp(1e-15, 1.0 - 1e-15);
             (p / (1.0 - p)).ln()
         }
         Objective::RankNet | Objective::LambdaRank => 0.0,
@@ -106,6 +107,10 @@ pub(crate) fn targets(objective: Objective, labels: &[f64]) -> Vec<f64> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Truth<'a> {
     pub targets: &'a [f64],
+    /// Each row's weight (1 without weights): a pointwise loss is scaled by it, a pair's
+    /// by the weight of its more relevant row — for clicks, the clicked row's inverse
+    /// examination propensity (propensity-weighted LambdaMART).
+    pub weights: &'a [f64],
     pub groups: &'a [usize],
     pub inverse_max_dcgs: &'a [f64],
 }
@@ -119,37 +124,42 @@ pub(crate) fn gradients(
     grad: &mut [f64],
     hess: &mut [f64],
 ) {
-    let Truth { targets: labels, groups, inverse_max_dcgs } = truth;
+    let Truth { targets: labels, weights, groups, inverse_max_dcgs } = truth;
     match objective {
         Objective::Regression => {
             for i in 0..labels.len() {
-                grad[i] = scores[i] - labels[i];
-                hess[i] = 1.0;
+                grad[i] = (scores[i] - labels[i]) * weights[i];
+                hess[i] = weights[i];
             }
         }
         Objective::Binary => {
             for i in 0..labels.len() {
                 let p = 1.0 / (1.0 + (-scores[i]).exp());
-                grad[i] = p - if labels[i] > 0.0 { 1.0 } else { 0.0 };
-                hess[i] = p * (1.0 - p);
+                grad[i] = (p - if labels[i] > 0.0 { 1.0 } else { 0.0 }) * weights[i];
+                hess[i] = p * (1.0 - p) * weights[i];
             }
         }
         Objective::RankNet | Objective::LambdaRank => {
             let mut tasks = Vec::with_capacity(groups.len());
-            let (mut labels, mut scores, mut grad, mut hess) = (labels, scores, grad, hess);
+            let mut start = 0;
+            let (mut grad, mut hess) = (grad, hess);
             for (g, &size) in groups.iter().enumerate() {
-                let (l, rest_l) = labels.split_at(size);
-                let (s, rest_s) = scores.split_at(size);
+                let query = Query {
+                    gains: &labels[start..start + size],
+                    weights: &weights[start..start + size],
+                    scores: &scores[start..start + size],
+                    inverse_max_dcg: inverse_max_dcgs[g],
+                };
                 let (gr, rest_g) = std::mem::take(&mut grad).split_at_mut(size);
                 let (he, rest_h) = std::mem::take(&mut hess).split_at_mut(size);
-                tasks.push((l, s, gr, he, inverse_max_dcgs[g]));
-                (labels, scores, grad, hess) = (rest_l, rest_s, rest_g, rest_h);
+                tasks.push((query, gr, he));
+                (grad, hess, start) = (rest_g, rest_h, start + size);
             }
-            let one = |(l, s, gr, he, inverse): (&[f64], &[f64], &mut [f64], &mut [f64], f64)| {
+            let one = |(query, gr, he): (Query<'_>, &mut [f64], &mut [f64])| {
                 if objective == Objective::LambdaRank {
-                    lambdarank_query(settings, l, s, inverse, gr, he);
+                    lambdarank_query(settings, query, gr, he);
                 } else {
-                    ranknet_query(settings.sigma, l, s, gr, he);
+                    ranknet_query(settings.sigma, query, gr, he);
                 }
             };
             // Waking a second thread costs more than small sets take.
@@ -182,27 +192,29 @@ fn add_pair(
     -2.0 * lambda
 }
 
-fn ranknet_query(sigma: f64, labels: &[f64], scores: &[f64], grad: &mut [f64], hess: &mut [f64]) {
+/// One query's rows.
+struct Query<'a> {
+    gains: &'a [f64],
+    weights: &'a [f64],
+    scores: &'a [f64],
+    inverse_max_dcg: f64,
+}
+
+fn ranknet_query(sigma: f64, query: Query<'_>, grad: &mut [f64], hess: &mut [f64]) {
+    let Query { gains, weights, scores, .. } = query;
     grad.fill(0.0);
     hess.fill(0.0);
-    for i in 0..labels.len() {
-        for j in 0..labels.len() {
-            if labels[i] > labels[j] {
-                add_pair(sigma, scores[i] - scores[j], 1.0, i, j, grad, hess);
+    for i in 0..gains.len() {
+        for j in 0..gains.len() {
+            if gains[i] > gains[j] {
+                add_pair(sigma, scores[i] - scores[j], weights[i], i, j, grad, hess);
             }
         }
     }
 }
 
-/// `labels` are the gains here.
-fn lambdarank_query(
-    settings: LossSettings,
-    labels: &[f64],
-    scores: &[f64],
-    inverse_max_dcg: f64,
-    grad: &mut [f64],
-    hess: &mut [f64],
-) {
+fn lambdarank_query(settings: LossSettings, query: Query<'_>, grad: &mut [f64], hess: &mut [f64]) {
+    let Query { gains: labels, weights, scores, inverse_max_dcg } = query;
     grad.fill(0.0);
     hess.fill(0.0);
     let n = labels.len();
@@ -222,8 +234,10 @@ fn lambdarank_query(
             let ((high, high_rank), (low, low_rank)) =
                 if labels[a] > labels[b] { ((a, i), (b, j)) } else { ((b, j), (a, i)) };
             let delta_score = scores[high] - scores[low];
-            let mut delta_ndcg =
-                (labels[high] - labels[low]) * (discount(high_rank) - discount(low_rank)).abs() * inverse_max_dcg;
+            let mut delta_ndcg = (labels[high] - labels[low])
+                * (discount(high_rank) - discount(low_rank)).abs()
+                * inverse_max_dcg
+                * weights[high];
             if settings.normalize && best != worst {
                 delta_ndcg /= 0.01 + delta_score.abs();
             }
@@ -251,7 +265,7 @@ mod tests {
         let inverse = [inverse_max_dcg(&labels, 30)];
         for objective in [Objective::LambdaRank, Objective::RankNet] {
             let targets = targets(objective, &labels);
-            let truth = Truth { targets: &targets, groups: &[3], inverse_max_dcgs: &inverse };
+            let truth = Truth { targets: &targets, weights: &[1.0; 3], groups: &[3], inverse_max_dcgs: &inverse };
             gradients(objective, SETTINGS, truth, &scores, &mut grad, &mut hess);
             assert!(grad[1] < 0.0 && grad[0] > 0.0, "{objective:?}: {grad:?}");
             assert!(grad.iter().sum::<f64>().abs() < 1e-12);
@@ -275,7 +289,7 @@ mod tests {
             total
         };
         let (mut grad, mut hess) = ([0.0; 4], [0.0; 4]);
-        let truth = Truth { targets: &labels, groups: &[4], inverse_max_dcgs: &[1.0] };
+        let truth = Truth { targets: &labels, weights: &[1.0; 4], groups: &[4], inverse_max_dcgs: &[1.0] };
         gradients(Objective::RankNet, SETTINGS, truth, &scores, &mut grad, &mut hess);
         for i in 0..4 {
             let (mut up, mut down) = (scores, scores);
@@ -289,12 +303,14 @@ mod tests {
     #[test]
     fn pointwise_gradients() {
         let (mut grad, mut hess) = ([0.0; 2], [0.0; 2]);
-        let truth = Truth { targets: &[1.0, 3.0], groups: &[2], inverse_max_dcgs: &[0.0] };
+        let truth = Truth { targets: &[1.0, 3.0], weights: &[1.0, 2.0], groups: &[2], inverse_max_dcgs: &[0.0] };
         gradients(Objective::Regression, SETTINGS, truth, &[2.0, 2.0], &mut grad, &mut hess);
-        assert_eq!((grad, hess), ([1.0, -1.0], [1.0, 1.0]));
-        let truth = Truth { targets: &[1.0, 0.0], groups: &[2], inverse_max_dcgs: &[0.0] };
+        assert_eq!((grad, hess), ([1.0, -2.0], [1.0, 2.0]));
+        let truth = Truth { targets: &[1.0, 0.0], weights: &[1.0; 2], groups: &[2], inverse_max_dcgs: &[0.0] };
         gradients(Objective::Binary, SETTINGS, truth, &[0.0, 0.0], &mut grad, &mut hess);
         assert_eq!((grad, hess), ([-0.5, 0.5], [0.25, 0.25]));
-        assert!((initial_score(Objective::Binary, &[1.0, 0.0, 0.0, 0.0]) - (1.0f64 / 3.0).ln()).abs() < 1e-12);
+        assert!(
+            (initial_score(Objective::Binary, &[1.0, 0.0, 0.0, 0.0], &[1.0; 4]) - (1.0f64 / 3.0).ln()).abs() < 1e-12
+        );
     }
 }

@@ -133,3 +133,97 @@ fn the_compiled_forest_scores_exactly_as_the_trees() {
     let expected: Vec<f64> = narrow.chunks(5).map(|row| model.predict(row)).collect();
     assert_eq!(forest.predict_rows(&narrow, 5), expected);
 }
+
+#[test]
+fn lightgbm_models_load_and_predict_as_lightgbm() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lightgbm");
+    let model = Model::load(&dir.join("model.txt")).unwrap();
+    assert_eq!((model.objective, model.width, model.trees.len()), (Objective::LambdaRank, 6, 8));
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let rows: Vec<f32> = expected["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().map_or(f32::NAN, |v| v as f32)))
+        .collect();
+    let want: Vec<f64> = expected["scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let got = model.predict_rows(&rows, 6);
+    assert_eq!(got.len(), want.len());
+    for (i, (got, want)) in got.iter().zip(&want).enumerate() {
+        assert!((got - want).abs() < 1e-12, "row {i}: {got} vs LightGBM's {want}");
+    }
+
+    // What cannot be read is refused with the line and the reason.
+    let text = std::fs::read_to_string(dir.join("model.txt")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("model.txt");
+    std::fs::write(&path, text.replacen("decision_type=2 ", "decision_type=9 ", 1)).unwrap();
+    let error = Model::load(&path).unwrap_err().to_string();
+    assert!(error.contains("model.txt: cannot read this model: line ") && error.contains("decision type 9"), "{error}");
+    std::fs::write(&path, text.replacen("left_child=2 ", "left_child=0 ", 1)).unwrap();
+    assert!(Model::load(&path).unwrap_err().to_string().contains("tree 0: node 0 has child 0"));
+}
+
+/// Clicks logged under position bias: each query's documents were shown in the order of a
+/// logging score (feature 1) unrelated to relevance; a user examines position k (0-based)
+/// with probability 1 / (k + 1) and clicks an examined document with probability equal to
+/// its relevance (feature 0). Trained on the clicks alone, LambdaMART learns the logging
+/// score too; weighting each click by 1 / its position's propensity removes that.
+#[test]
+fn inverse_propensity_weights_undo_position_bias() {
+    let mut rng = StdRng::seed_from_u64(21);
+    let (queries, per_query) = (2000, 10);
+    // With `biased` false every position is examined with the same, mean probability: as
+    // many clicks, no bias.
+    let mean_propensity = (1..=per_query).map(|k| 1.0 / k as f64).sum::<f64>() / per_query as f64;
+    let sample = |rng: &mut StdRng, queries: usize, biased: bool| {
+        let mut features = Vec::new();
+        let (mut clicks, mut weights, mut truth) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..queries {
+            let rows: Vec<[f32; 4]> =
+                (0..per_query).map(|_| [rng.random(), rng.random(), rng.random(), rng.random()]).collect();
+            let mut shown: Vec<usize> = (0..per_query).collect();
+            shown.sort_by(|&a, &b| rows[b][1].total_cmp(&rows[a][1]));
+            let mut position = vec![0; per_query];
+            for (k, &d) in shown.iter().enumerate() {
+                position[d] = k;
+            }
+            for (d, row) in rows.iter().enumerate() {
+                let propensity = if biased { 1.0 / (position[d] as f64 + 1.0) } else { mean_propensity };
+                let click = rng.random::<f64>() < propensity && rng.random::<f32>() < row[0];
+                clicks.push(f64::from(u8::from(click)));
+                weights.push(if click { 1.0 / propensity } else { 1.0 });
+                truth.push(f64::from((row[0] * 4.0).floor()));
+                features.extend_from_slice(row);
+            }
+        }
+        (features, clicks, weights, truth)
+    };
+    let (features, clicks, weights, _) = sample(&mut rng, queries, true);
+    let naive = Dataset::new(features, 4, clicks, vec![per_query; queries]).unwrap();
+    let weighted = naive.clone().with_weights(weights).unwrap();
+    let (features, _, _, truth) = sample(&mut rng, 500, true);
+    let test = Dataset::new(features, 4, truth, vec![per_query; 500]).unwrap();
+
+    // The ceiling: as many clicks logged without position bias.
+    let (features, clicks, _, _) = sample(&mut StdRng::seed_from_u64(22), queries, false);
+    let unbiased = Dataset::new(features, 4, clicks, vec![per_query; queries]).unwrap();
+    // LambdaRank's normalisation rescales each query's lambdas to log2(1 + Σλ) / Σλ, which
+    // undoes most of what the weights do: it is turned off (see `Dataset::with_weights`).
+    let base = Params { trees: 40, leaves: 7, min_data_in_leaf: 50, ..Params::default() };
+    for params in [
+        Params { normalize: false, ..base.clone() },
+        Params { objective: Objective::RankNet, ..base.clone() },
+        Params { objective: Objective::Binary, ..base.clone() },
+    ] {
+        let fit = |data: &Dataset| ndcg10(&train(data, None, &params, &mut |_, _| {}).unwrap().0, &test);
+        let (naive, weighted, ceiling) = (fit(&naive), fit(&weighted), fit(&unbiased));
+        eprintln!("{:?}: naive {naive:.4}, weighted {weighted:.4}, unbiased clicks {ceiling:.4}", params.objective);
+        assert!(
+            weighted - naive > 0.5 * (ceiling - naive),
+            "{:?}: NDCG@10 on true relevance: naive {naive:.4}, weighted {weighted:.4}, unbiased clicks {ceiling:.4}",
+            params.objective
+        );
+    }
+}

@@ -158,6 +158,33 @@ pub enum EvalCommand {
     Search(EvalSearchArgs),
     Ltr(EvalLtrArgs),
     Engine(EvalEngineArgs),
+    Propensity(EvalPropensityArgs),
+}
+
+/// Estimate how often each position is examined, from impressions whose items were
+/// placed at random (e.g. the Open Bandit Dataset's `random` logs).
+///
+/// With items independent of position, CTR at position k / CTR at the first position is
+/// the examination propensity of k relative to the first; the interval is a 95%
+/// bootstrap. The inverse of a click's propensity is its weight for unbiased learning to
+/// rank (`funnel eval ltr` reads row weights from FILE.weight).
+///
+/// Example:
+///   funnel eval propensity --logs obd/random/all/all.csv
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct EvalPropensityArgs {
+    /// CSV of impressions with a header.
+    #[arg(long)]
+    pub logs: PathBuf,
+    #[arg(long, default_value = "position")]
+    pub position_column: String,
+    #[arg(long, default_value = "click")]
+    pub click_column: String,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Score the trained pipeline itself: serve every test user through the newest snapshot
@@ -301,7 +328,9 @@ pub struct EvalSearchArgs {
 
 /// Train and score ranking models on SVMlight/LETOR learning-to-rank files.
 ///
-/// Rows are `label qid:Q f:v ...`, or without qid with group sizes in FILE.query.
+/// Rows are `label qid:Q f:v ...`, or without qid with group sizes in FILE.query;
+/// FILE.weight, when present, weights each row (one number per line, as LightGBM reads
+/// it: e.g. 1 / the examination propensity of a click's position).
 /// Models (each reported on the test queries; later ones are compared with the first,
 /// paired per query):
 ///   best-feature  the single feature with the best training NDCG@10: the floor
@@ -313,6 +342,7 @@ pub struct EvalSearchArgs {
 ///   funnel eval ltr --train rank.train --test rank.test
 ///   funnel eval ltr --train rank.train --valid rank.valid --early-stopping 20 \
 ///     --test rank.test --trees 500 --save-model ranker.json --json
+///   funnel eval ltr --train rank.train --test rank.test --model-file lightgbm/model.txt
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct EvalLtrArgs {
@@ -346,6 +376,10 @@ pub struct EvalLtrArgs {
     /// LambdaRank: pairs need a document in the top this many (by current score).
     #[arg(long, default_value_t = 30)]
     pub truncation: usize,
+    /// LambdaRank: do not rescale the lambdas (by score gaps and per query, LightGBM's
+    /// lambdarank_norm); turn it off with row weights, whose effect it mostly undoes.
+    #[arg(long)]
+    pub no_normalize: bool,
     /// Stop when the validation NDCG@10 has not improved for this many trees (needs --valid).
     #[arg(long, requires = "valid")]
     pub early_stopping: Option<usize>,
@@ -355,6 +389,10 @@ pub struct EvalLtrArgs {
     /// Write the trained GBDT model (JSON) here.
     #[arg(long)]
     pub save_model: Option<PathBuf>,
+    /// Also score the test file with this trained model: one saved by --save-model, or a
+    /// LightGBM text model (model.txt); reported under the file's name.
+    #[arg(long)]
+    pub model_file: Option<PathBuf>,
     /// Write the last model's test scores here, one per row in file order.
     #[arg(long)]
     pub scores: Option<PathBuf>,

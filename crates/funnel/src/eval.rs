@@ -19,7 +19,8 @@ use rustc_hash::FxHashMap;
 use funnel_store::DataDir;
 
 use crate::cli::{
-    EvalCommand, EvalEngineArgs, EvalLtrArgs, EvalRecsArgs, EvalSearchArgs, EventFormat, SplitArgs, SplitMethod,
+    EvalCommand, EvalEngineArgs, EvalLtrArgs, EvalPropensityArgs, EvalRecsArgs, EvalSearchArgs, EventFormat, SplitArgs,
+    SplitMethod,
 };
 
 pub fn run(data: &DataDir, config: &EngineConfig, command: EvalCommand) -> anyhow::Result<()> {
@@ -28,6 +29,7 @@ pub fn run(data: &DataDir, config: &EngineConfig, command: EvalCommand) -> anyho
         EvalCommand::Search(args) => search(config, &args),
         EvalCommand::Ltr(args) => ltr(&args),
         EvalCommand::Engine(args) => engine(data, config, &args),
+        EvalCommand::Propensity(args) => propensity(&args),
     }
 }
 
@@ -170,6 +172,14 @@ fn ltr(args: &EvalLtrArgs) -> anyhow::Result<()> {
         }
         results.push(result);
     }
+    if let Some(path) = &args.model_file {
+        let model = funnel_gbdt::Model::load(path)?;
+        let mut result = funnel_eval::ltr::evaluate_model(&model, &file_name(path), &test, &dataset);
+        if let Some(first) = results.first() {
+            result.compare_with(first);
+        }
+        results.push(result);
+    }
     if let (Some(path), Some(last)) = (&args.scores, results.last()) {
         let text: String = last.scores.iter().flatten().map(|s| format!("{s}\n")).collect();
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
@@ -195,6 +205,7 @@ fn gbdt(
         lambda_l2: args.lambda_l2,
         max_bin: args.max_bin,
         truncation: args.truncation,
+        normalize: !args.no_normalize,
         early_stopping: args.early_stopping,
         threads: args.threads,
         ..Default::default()
@@ -212,6 +223,31 @@ fn gbdt(
     let result = funnel_eval::ltr::evaluate_gbdt(train, valid, test, &params, dataset, &mut progress)?;
     bar.finish_and_clear();
     Ok(result)
+}
+
+fn propensity(args: &EvalPropensityArgs) -> anyhow::Result<()> {
+    use funnel_eval::propensity::{from_randomized, read_impressions};
+    let impressions = read_impressions(&args.logs, &args.position_column, &args.click_column)?;
+    let positions = from_randomized(&impressions, args.seed)?;
+    if args.json {
+        out!("{}", serde_json::json!({ "logs": args.logs.display().to_string(), "positions": positions }));
+        return Ok(());
+    }
+    out!("{} impressions from {}", impressions.len(), args.logs.display());
+    out!("{:>8} {:>11} {:>7} {:>8} {:>10}  95% interval", "position", "impressions", "clicks", "ctr", "propensity");
+    for p in &positions {
+        out!(
+            "{:>8} {:>11} {:>7} {:>8.5} {:>10.3}  [{:.3}, {:.3}]",
+            p.position,
+            p.impressions,
+            p.clicks,
+            p.ctr,
+            p.propensity,
+            p.ci95[0],
+            p.ci95[1]
+        );
+    }
+    Ok(())
 }
 
 pub fn split(args: &SplitArgs) -> anyhow::Result<()> {

@@ -196,3 +196,29 @@ fn eval_engine_scores_the_trained_pipeline() {
     assert!(report["params"]["cf_model"].as_str().unwrap().starts_with("ease"), "{report}");
     assert!(report["n_evaluated"].as_u64().unwrap() > 30);
 }
+
+#[test]
+fn eval_propensity_reads_randomised_impressions_and_names_bad_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs.csv");
+    let rows: String =
+        (0..300).map(|i| format!("{i},{},{}\n", i % 3 + 1, u8::from(i % 3 == 0 || i % 9 == 1))).collect();
+    std::fs::write(&logs, format!("round,position,click\n{rows}")).unwrap();
+    let out = ok(&funnel(dir.path(), &["eval", "propensity", "--logs", logs.to_str().unwrap(), "--json"]));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let positions = report["positions"].as_array().unwrap();
+    assert_eq!(positions.len(), 3);
+    // Position 1 is clicked in all its 100 rows, position 2 in 34 (i % 9 == 1), position 3 never.
+    let propensities: Vec<f64> = positions.iter().map(|p| p["propensity"].as_f64().unwrap()).collect();
+    assert_eq!(propensities.len(), 3);
+    assert!((propensities[1] - 0.34).abs() < 1e-12 && propensities[2] == 0.0, "{propensities:?}");
+
+    std::fs::write(&logs, "round,position,click\n0,1,1\n1,2,yes\n").unwrap();
+    let stderr = failed(&funnel(dir.path(), &["eval", "propensity", "--logs", logs.to_str().unwrap()]));
+    assert!(stderr.contains("logs.csv:3") && stderr.contains("field `click`"), "{stderr}");
+    let stderr = failed(&funnel(
+        dir.path(),
+        &["eval", "propensity", "--logs", logs.to_str().unwrap(), "--click-column", "clicked"],
+    ));
+    assert!(stderr.contains("no `clicked` column"), "{stderr}");
+}
