@@ -128,7 +128,8 @@ def same_scores(binary, booster, lgb_scores, work):
     booster.save_model(path)
     scores_path = os.path.join(work, "lightgbm-scores.txt")
     subprocess.run(
-        [binary, "eval", "ltr", "--model", "best-feature", "--model-file", path, "--json", "--scores", scores_path,
+        [binary, "eval", "ltr", "--model", "best-feature", "--model-file", path, "--lightgbm-indices", "columns",
+         "--json", "--scores", scores_path,
          "--train", os.path.join(DATA, "rank.train"), "--test", os.path.join(DATA, "rank.test")],
         check=True, capture_output=True, text=True, cwd=work,
     )

@@ -49,9 +49,16 @@ pub fn read_svmlight(path: &Path) -> Result<Vec<Group>, EvalError> {
                 query = Some(value.to_owned());
                 continue;
             }
-            let index: usize =
-                key.parse().ok().filter(|&i| i >= 1).ok_or_else(|| bad(format!("feature index `{key}`")))?;
-            let value: f32 = value.parse().map_err(|_| bad(format!("feature value `{value}`")))?;
+            let index: usize = key
+                .parse()
+                .ok()
+                .filter(|&i| (1..=funnel_gbdt::MAX_FEATURES).contains(&i))
+                .ok_or_else(|| bad(format!("feature index `{key}` (1 to {})", funnel_gbdt::MAX_FEATURES)))?;
+            let value: f32 = value
+                .parse()
+                .ok()
+                .filter(|v: &f32| !v.is_infinite())
+                .ok_or_else(|| bad(format!("feature value `{value}`")))?;
             width = width.max(index);
             features.push((index - 1, value));
         }
@@ -89,7 +96,11 @@ pub fn read_svmlight(path: &Path) -> Result<Vec<Group>, EvalError> {
 fn read_weights(path: &Path, rows: usize) -> Result<Option<Vec<f64>>, EvalError> {
     let mut weight_file = PathBuf::from(path);
     weight_file.as_mut_os_string().push(".weight");
-    let Ok(text) = std::fs::read_to_string(&weight_file) else { return Ok(None) };
+    let text = match std::fs::read_to_string(&weight_file) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(EvalError::Io { path: weight_file, source }),
+    };
     let mut weights = Vec::with_capacity(rows);
     for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let weight: f64 = line.trim().parse().ok().filter(|w: &f64| w.is_finite() && *w >= 0.0).ok_or_else(|| {

@@ -31,13 +31,21 @@ pub struct Forest {
     depths: Vec<usize>,
 }
 
-/// Steps from `node` (`!leaf` for a leaf) to its deepest leaf.
-fn depth(tree: &crate::Tree, node: i32) -> usize {
-    if node < 0 || tree.feature.is_empty() {
-        return 0;
+/// Steps from the root to the deepest leaf (trees from `Model::load` or `train` are
+/// checked trees: every node has one parent).
+fn depth(tree: &crate::Tree) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(0i32, 0usize)];
+    while let Some((node, depth)) = stack.pop() {
+        if node < 0 || tree.feature.is_empty() {
+            deepest = deepest.max(depth);
+            continue;
+        }
+        let n = node as usize;
+        stack.push((tree.left[n], depth + 1));
+        stack.push((tree.right[n], depth + 1));
     }
-    let n = node as usize;
-    1 + depth(tree, tree.left[n]).max(depth(tree, tree.right[n]))
+    deepest
 }
 
 fn round_down(threshold: f64) -> f32 {
@@ -75,7 +83,7 @@ impl Forest {
                 forest.values.push(value);
             }
             forest.roots.push(base);
-            forest.depths.push(depth(tree, 0));
+            forest.depths.push(depth(tree));
         }
         forest
     }

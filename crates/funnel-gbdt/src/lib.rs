@@ -28,6 +28,9 @@ use hist::SplitRules;
 use objective::LossSettings;
 use tree::Growth;
 
+/// The most features a model may have (a guard against damaged files and rows).
+pub const MAX_FEATURES: usize = 1 << 24;
+
 #[derive(Debug, thiserror::Error)]
 pub enum GbdtError {
     /// The caller's data or settings are wrong.
@@ -73,6 +76,14 @@ impl Dataset {
         }
         if let Some(bad) = labels.iter().find(|l| !l.is_finite() || **l < 0.0) {
             return Err(GbdtError::Input(format!("label {bad} is not a finite number >= 0")));
+        }
+        if let Some(at) = features.iter().position(|v| v.is_infinite()) {
+            return Err(GbdtError::Input(format!(
+                "row {} feature {}: {} is not finite (NaN is allowed and counts as 0)",
+                at / width.max(1),
+                at % width.max(1) + 1,
+                features[at]
+            )));
         }
         Ok(Dataset { features, width, labels, groups, weights: None })
     }
@@ -179,6 +190,12 @@ impl Params {
         }
         if self.truncation == 0 || self.eval_at == 0 {
             return bad("truncation and eval_at must be at least 1");
+        }
+        if self.early_stopping == Some(0) {
+            return bad("early_stopping must be at least 1 tree");
+        }
+        if self.min_data_in_leaf > (u32::MAX / 2) as usize {
+            return bad("min_data_in_leaf is too large");
         }
         Ok(())
     }
@@ -306,10 +323,13 @@ fn boost(
                 && model.trees.len() - at >= patience
             {
                 report.stopped = Some(format!("no validation gain in {patience} trees; best after {at}"));
-                model.trees.truncate(at);
                 break;
             }
         }
+    }
+    // With early stopping the model is the best validation round, however training ended.
+    if let (Some(_), Some((at, _))) = (params.early_stopping, best) {
+        model.trees.truncate(at);
     }
     report.trees_kept = model.trees.len();
     Ok((model, report))

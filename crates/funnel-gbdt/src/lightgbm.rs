@@ -60,6 +60,9 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Model, GbdtError> {
         if line.starts_with("Tree=") {
             blocks.push((i + 1, HashMap::new()));
         }
+        if line == "average_output" {
+            return Err(reader.bad(i + 1, "`average_output` (a random forest): only boosted sums are supported".into()));
+        }
         if let Some((key, value)) = line.split_once('=') {
             blocks.last_mut().expect("one block at least").1.insert(key, (i + 1, value));
         }
@@ -69,8 +72,12 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Model, GbdtError> {
         reader.only(header, key, "1", "only single-output models are supported")?;
     }
     let (line, max_feature) = reader.field(header, "max_feature_idx", 1)?;
-    let width =
-        max_feature.parse::<usize>().map_err(|_| reader.bad(line, format!("`max_feature_idx={max_feature}`")))? + 1;
+    let width = max_feature
+        .parse::<usize>()
+        .ok()
+        .filter(|&m| m < crate::MAX_FEATURES)
+        .ok_or_else(|| reader.bad(line, format!("`max_feature_idx={max_feature}`")))?
+        + 1;
     let (line, objective) = reader.field(header, "objective", 1)?;
     let objective = match objective.split_whitespace().next().unwrap_or("") {
         "lambdarank" | "rank_xendcg" => Objective::LambdaRank,
@@ -96,6 +103,10 @@ fn tree(reader: &Reader, block: &Block, at: usize) -> Result<Tree, GbdtError> {
         return Ok(Tree { feature: vec![], threshold: vec![], left: vec![], right: vec![], gain: vec![], leaf_value });
     }
     let decision: Vec<u32> = reader.list(block, "decision_type", at)?;
+    if decision.len() != leaves - 1 {
+        let (line, _) = reader.field(block, "decision_type", at)?;
+        return Err(reader.bad(line, format!("{} decision types for {} nodes", decision.len(), leaves - 1)));
+    }
     if let Some(d) = decision.iter().find(|&&d| d & 1 != 0 || (d >> 2) & 3 != 0) {
         let (line, _) = reader.field(block, "decision_type", at)?;
         return Err(reader.bad(

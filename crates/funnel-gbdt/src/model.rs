@@ -48,6 +48,28 @@ impl Model {
         self.compile().predict_rows(features, width)
     }
 
+    /// Renumbers the features: feature `f` becomes `f - by`. For a LightGBM model trained
+    /// on SVMlight files (LightGBM numbers their features as written, from 0; Funnel
+    /// stores `1:` as its first column), `by` is 1.
+    pub fn shift_features(&mut self, by: usize) -> Result<(), GbdtError> {
+        if let Some(f) = self.trees.iter().flat_map(|t| &t.feature).find(|&&f| (f as usize) < by) {
+            return Err(GbdtError::Input(format!("the model splits on feature {f}, which the shift by {by} removes")));
+        }
+        for tree in &mut self.trees {
+            tree.feature.iter_mut().for_each(|f| *f -= by as u32);
+        }
+        self.width = self.width.saturating_sub(by);
+        Ok(())
+    }
+
+    /// Whether `path` holds a LightGBM text model (rather than one of ours).
+    pub fn is_lightgbm_file(path: &Path) -> bool {
+        std::fs::read(path)
+            .ok()
+            .and_then(|t| String::from_utf8(t).ok())
+            .is_some_and(|t| crate::lightgbm::looks_like(&t))
+    }
+
     /// The model packed for fast batch scoring.
     pub fn compile(&self) -> Forest {
         Forest::new(self)
@@ -87,6 +109,9 @@ impl Model {
         if file.format != FORMAT || file.version != VERSION {
             return Err(bad(format!("format {} version {}, expected {FORMAT} {VERSION}", file.format, file.version)));
         }
+        if file.model.width > crate::MAX_FEATURES {
+            return Err(bad(format!("{} features (at most {})", file.model.width, crate::MAX_FEATURES)));
+        }
         for (t, tree) in file.model.trees.iter().enumerate() {
             tree.check(file.model.width).map_err(|reason| bad(format!("tree {t}: {reason}")))?;
         }
@@ -104,20 +129,27 @@ impl Tree {
         if self.leaf_value.len() != nodes + 1 {
             return Err(format!("{} leaves for {nodes} nodes", self.leaf_value.len()));
         }
+        // Every node but the root, and every leaf, has exactly one parent: a tree, not a
+        // graph whose walks could repeat.
+        let (mut node_parents, mut leaf_parents) = (vec![0u8; nodes], vec![0u8; nodes + 1]);
         for n in 0..nodes {
             if self.feature[n] as usize >= width {
                 return Err(format!("node {n} splits on feature {} of {width}", self.feature[n]));
             }
             for child in [self.left[n], self.right[n]] {
-                let ok = if child >= 0 {
-                    (child as usize) > n && (child as usize) < nodes
+                let parents = if child >= 0 {
+                    ((child as usize) > n && (child as usize) < nodes).then(|| &mut node_parents[child as usize])
                 } else {
-                    (!child as usize) <= nodes
+                    ((!child as usize) <= nodes).then(|| &mut leaf_parents[!child as usize])
                 };
-                if !ok {
-                    return Err(format!("node {n} has child {child}"));
+                match parents {
+                    Some(count) if *count == 0 => *count = 1,
+                    _ => return Err(format!("node {n} has child {child}")),
                 }
             }
+        }
+        if nodes > 0 && (node_parents[1..].contains(&0) || leaf_parents.contains(&0)) {
+            return Err("a node or leaf is not reachable from the root".into());
         }
         Ok(())
     }

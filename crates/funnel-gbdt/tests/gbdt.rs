@@ -87,6 +87,15 @@ fn early_stopping_keeps_the_best_validation_round() {
     let best = report.valid_metric.iter().copied().fold(f64::MIN, f64::max);
     assert_eq!(model.trees.len(), report.valid_metric.iter().position(|&m| m == best).unwrap() + 1);
     assert!((ndcg10(&model, &valid) - best).abs() < 1e-12);
+
+    // Patience not used up: the model is still the best round, not the last.
+    let params = Params { trees: 60, early_stopping: Some(1000), ..params };
+    let (model, report) = train(&train_set, Some(&valid), &params, &mut |_, _| {}).unwrap();
+    let best = report.valid_metric.iter().copied().fold(f64::MIN, f64::max);
+    assert_eq!(model.trees.len(), report.valid_metric.iter().position(|&m| m == best).unwrap() + 1);
+    assert!(report.stopped.is_none() && model.trees.len() < 60, "best after {} of 60", model.trees.len());
+    let zero = Params { early_stopping: Some(0), ..Params::default() };
+    assert!(matches!(train(&train_set, Some(&valid), &zero, &mut |_, _| {}), Err(GbdtError::Input(_))));
 }
 
 #[test]
@@ -103,6 +112,14 @@ fn saved_models_predict_the_same_and_damaged_files_are_refused() {
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replacen("\"left\":[", "\"left\":[99,", 1)).unwrap();
     assert!(matches!(Model::load(&path), Err(GbdtError::Format { .. })));
+    // Two nodes sharing a child would make walks repeat: refused.
+    let mut graph = model.clone();
+    if graph.trees[0].feature.len() >= 3 {
+        let shared = graph.trees[0].left[0];
+        graph.trees[0].right[0] = shared;
+        graph.save(&path).unwrap();
+        assert!(Model::load(&path).unwrap_err().to_string().contains("node 0 has child"));
+    }
     std::fs::write(&path, "{}").unwrap();
     assert!(Model::load(&path).unwrap_err().to_string().contains("model.json"));
 }
@@ -112,6 +129,10 @@ fn bad_input_is_a_user_error() {
     assert!(matches!(Dataset::new(vec![0.0; 4], 2, vec![1.0], vec![1]), Err(GbdtError::Input(_))));
     assert!(matches!(Dataset::new(vec![0.0; 2], 2, vec![1.0], vec![2]), Err(GbdtError::Input(_))));
     assert!(matches!(Dataset::new(vec![0.0; 2], 2, vec![-1.0], vec![1]), Err(GbdtError::Input(_))));
+    assert!(
+        Dataset::new(vec![0.0, f32::INFINITY], 2, vec![1.0], vec![1]).unwrap_err().to_string().contains("feature 2")
+    );
+    assert!(Dataset::new(vec![0.0, f32::NAN], 2, vec![1.0], vec![1]).is_ok());
     let data = synthetic(5, 7);
     let params = Params { leaves: 1, ..Params::default() };
     assert!(matches!(train(&data, None, &params, &mut |_, _| {}), Err(GbdtError::Input(_))));
@@ -163,6 +184,19 @@ fn lightgbm_models_load_and_predict_as_lightgbm() {
     assert!(error.contains("model.txt: cannot read this model: line ") && error.contains("decision type 9"), "{error}");
     std::fs::write(&path, text.replacen("left_child=2 ", "left_child=0 ", 1)).unwrap();
     assert!(Model::load(&path).unwrap_err().to_string().contains("tree 0: node 0 has child 0"));
+    std::fs::write(&path, text.replacen("decision_type=2 2 2 2 2 2", "decision_type=2", 1)).unwrap();
+    assert!(Model::load(&path).unwrap_err().to_string().contains("1 decision types for 6 nodes"));
+    std::fs::write(&path, text.replacen("Tree=0", "average_output\n\nTree=0", 1)).unwrap();
+    assert!(Model::load(&path).unwrap_err().to_string().contains("average_output"));
+
+    // Renumbered for rows whose first column the model calls feature 1.
+    let mut shifted = model.clone();
+    assert!(shifted.shift_features(1).is_err(), "the fixture splits on feature 0");
+    let mut wider = model.clone();
+    wider.trees.iter_mut().for_each(|t| t.feature.iter_mut().for_each(|f| *f += 1));
+    wider.width += 1;
+    wider.shift_features(1).unwrap();
+    assert_eq!(wider, model);
 }
 
 /// Clicks logged under position bias: each query's documents were shown in the order of a

@@ -342,7 +342,8 @@ pub struct EvalSearchArgs {
 ///   funnel eval ltr --train rank.train --test rank.test
 ///   funnel eval ltr --train rank.train --valid rank.valid --early-stopping 20 \
 ///     --test rank.test --trees 500 --save-model ranker.json --json
-///   funnel eval ltr --train rank.train --test rank.test --model-file lightgbm/model.txt
+///   funnel eval ltr --train rank.train --test rank.test --model-file lightgbm/model.txt \
+///     --lightgbm-indices file
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct EvalLtrArgs {
@@ -393,6 +394,11 @@ pub struct EvalLtrArgs {
     /// LightGBM text model (model.txt); reported under the file's name.
     #[arg(long)]
     pub model_file: Option<PathBuf>,
+    /// How a LightGBM --model-file numbers features: `file` when LightGBM read these
+    /// SVMlight files itself (it counts `1:` as feature 1), `columns` when it was trained
+    /// on arrays whose first column is `1:` (e.g. from Python). Required for LightGBM models.
+    #[arg(long, value_parser = ["file", "columns"])]
+    pub lightgbm_indices: Option<String>,
     /// Write the last model's test scores here, one per row in file order.
     #[arg(long)]
     pub scores: Option<PathBuf>,

@@ -173,7 +173,18 @@ fn ltr(args: &EvalLtrArgs) -> anyhow::Result<()> {
         results.push(result);
     }
     if let Some(path) = &args.model_file {
-        let model = funnel_gbdt::Model::load(path)?;
+        let mut model = funnel_gbdt::Model::load(path)?;
+        if funnel_gbdt::Model::is_lightgbm_file(path) {
+            match args.lightgbm_indices.as_deref() {
+                Some("file") => model.shift_features(1).with_context(|| format!("{}", path.display()))?,
+                Some(_) => {}
+                None => anyhow::bail!(
+                    "{} is a LightGBM model: say how it numbers features with --lightgbm-indices file \
+                     (LightGBM read the SVMlight files) or columns (it was trained on arrays)",
+                    path.display()
+                ),
+            }
+        }
         let mut result = funnel_eval::ltr::evaluate_model(&model, &file_name(path), &test, &dataset);
         if let Some(first) = results.first() {
             result.compare_with(first);

@@ -172,6 +172,25 @@ fn eval_ltr_reads_svmlight_with_query_files() {
         &["eval", "ltr", "--train", data.to_str().unwrap(), "--test", data.to_str().unwrap(), "--model", "forest"],
     ));
     assert!(stderr.contains("unknown --model `forest`"), "{stderr}");
+
+    // A LightGBM model file (6 features) must say how it numbers features.
+    let lightgbm =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../funnel-gbdt/tests/fixtures/lightgbm/model.txt");
+    let six = dir.path().join("six.txt");
+    std::fs::write(&six, "2 qid:1 1:0.9 2:0.5 3:0.5 4:0.1\n0 qid:1 1:0.1 2:0.2 3:0.9 4:0.8\n").unwrap();
+    let args =
+        ["eval", "ltr", "--train", six.to_str().unwrap(), "--test", six.to_str().unwrap(), "--model", "best-feature"];
+    let with_file = |extra: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--model-file", lightgbm.to_str().unwrap(), "--json"]);
+        all.extend_from_slice(extra);
+        funnel(dir.path(), &all)
+    };
+    assert!(failed(&with_file(&[])).contains("--lightgbm-indices"));
+    let out = ok(&with_file(&["--lightgbm-indices", "columns"]));
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!((&last["system"], &last["metrics"]["ndcg@10"]), (&"model.txt".into(), &1.0.into()));
+    assert!(failed(&with_file(&["--lightgbm-indices", "file"])).contains("splits on feature 0"));
     std::fs::remove_file(dir.path().join("rank.train.query")).unwrap();
     let stderr = failed(&funnel(
         dir.path(),
