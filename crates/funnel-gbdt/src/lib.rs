@@ -19,7 +19,7 @@ mod tree;
 use std::path::PathBuf;
 
 pub use forest::Forest;
-pub use model::{Importance, Model, mean_ndcg};
+pub use model::{Importance, Model, ModelFile, mean_ndcg};
 pub use objective::Objective;
 pub use tree::Tree;
 

@@ -28,6 +28,15 @@ pub struct Importance {
     pub gain: f64,
 }
 
+/// Where a loaded model came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFile {
+    /// Saved by [`Model::save`].
+    Funnel,
+    /// LightGBM's text format (`model.txt`).
+    LightGbm,
+}
+
 #[derive(Serialize, Deserialize)]
 struct File {
     format: String,
@@ -62,14 +71,6 @@ impl Model {
         Ok(())
     }
 
-    /// Whether `path` holds a LightGBM text model (rather than one of ours).
-    pub fn is_lightgbm_file(path: &Path) -> bool {
-        std::fs::read(path)
-            .ok()
-            .and_then(|t| String::from_utf8(t).ok())
-            .is_some_and(|t| crate::lightgbm::looks_like(&t))
-    }
-
     /// The model packed for fast batch scoring.
     pub fn compile(&self) -> Forest {
         Forest::new(self)
@@ -98,11 +99,17 @@ impl Model {
 
     /// Reads a model saved by [`Model::save`], or a LightGBM text model file.
     pub fn load(path: &Path) -> Result<Model, GbdtError> {
+        Model::read(path).map(|(model, _)| model)
+    }
+
+    /// Like [`Model::load`], also saying which kind of file it was (a LightGBM model may
+    /// need its features renumbered, see [`Model::shift_features`]).
+    pub fn read(path: &Path) -> Result<(Model, ModelFile), GbdtError> {
         let text = std::fs::read(path).map_err(|source| GbdtError::Io { path: path.to_owned(), source })?;
         if let Ok(text) = std::str::from_utf8(&text)
             && crate::lightgbm::looks_like(text)
         {
-            return crate::lightgbm::parse(path, text);
+            return Ok((crate::lightgbm::parse(path, text)?, ModelFile::LightGbm));
         }
         let bad = |reason: String| GbdtError::Format { path: path.to_owned(), reason };
         let file: File = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
@@ -115,7 +122,7 @@ impl Model {
         for (t, tree) in file.model.trees.iter().enumerate() {
             tree.check(file.model.width).map_err(|reason| bad(format!("tree {t}: {reason}")))?;
         }
-        Ok(file.model)
+        Ok((file.model, ModelFile::Funnel))
     }
 }
 

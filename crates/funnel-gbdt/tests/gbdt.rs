@@ -106,6 +106,7 @@ fn saved_models_predict_the_same_and_damaged_files_are_refused() {
     let path = dir.path().join("model.json");
     model.save(&path).unwrap();
     let loaded = Model::load(&path).unwrap();
+    assert_eq!(Model::read(&path).unwrap().1, funnel_gbdt::ModelFile::Funnel);
     assert_eq!(loaded.predict_rows(&data.features, WIDTH), model.predict_rows(&data.features, WIDTH));
     assert!(!model.importance().is_empty() && model.importance()[0].feature == 0);
 
@@ -158,7 +159,8 @@ fn the_compiled_forest_scores_exactly_as_the_trees() {
 #[test]
 fn lightgbm_models_load_and_predict_as_lightgbm() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lightgbm");
-    let model = Model::load(&dir.join("model.txt")).unwrap();
+    let (model, kind) = Model::read(&dir.join("model.txt")).unwrap();
+    assert_eq!(kind, funnel_gbdt::ModelFile::LightGbm);
     assert_eq!((model.objective, model.width, model.trees.len()), (Objective::LambdaRank, 6, 8));
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();

@@ -173,8 +173,8 @@ fn ltr(args: &EvalLtrArgs) -> anyhow::Result<()> {
         results.push(result);
     }
     if let Some(path) = &args.model_file {
-        let mut model = funnel_gbdt::Model::load(path)?;
-        if funnel_gbdt::Model::is_lightgbm_file(path) {
+        let (mut model, kind) = funnel_gbdt::Model::read(path)?;
+        if kind == funnel_gbdt::ModelFile::LightGbm {
             match args.lightgbm_indices.as_deref() {
                 Some("file") => model.shift_features(1).with_context(|| format!("{}", path.display()))?,
                 Some(_) => {}
