@@ -146,6 +146,40 @@ def eval_engine_gate(binary, shared, work):
              thresholds()["engine_ml100k_u1_home_ndcg@10"])
 
 
+def ranker_gate(binary, shared, work):
+    """A learned ranker (gbdt over the cf, segment and popular sources) trained by `funnel
+    train` from held-out events of ml-100k u1.base, stored in the snapshot and served;
+    compared on u1.test with a surface of the best single source (cf, EASE), paired by user."""
+    data = os.path.join(work, "ranker-u1")
+    base = os.path.join(shared, "data/movielens/ml-100k")
+    run(binary, data, "import", "items", f"{base}/u.item", "--json")
+    run(binary, data, "import", "users", f"{base}/u.user", "--json")
+    run(binary, data, "import", "events", f"{base}/u1.base", "--format", "movielens", "--json")
+    env = {"FUNNEL__SURFACES__RANKED__SOURCES":
+           '[{name="cf", quota=500}, {name="segment", quota=200, weight=0.25}, {name="popular", quota=500, weight=0.2}]',
+           "FUNNEL__SURFACES__RANKED__RANKER": "gbdt", "FUNNEL__SURFACES__CF-ONLY__SOURCES": '[{name="cf", quota=500}]',
+           "FUNNEL__TRAIN__MIN_RATING": "4", "FUNNEL__TRAIN__RANKER__SPLIT": "holdout",
+           "FUNNEL__TRAIN__RANKER__LABEL": "binary"}
+    out, *_ = run(binary, data, "train", "--json", env=env)
+    report = json.loads(out)["rankers"].get("ranked", {})
+    check("ranker: trained into the snapshot", report.get("trees", 0) > 0 and report.get("train_groups", 0) > 500,
+          json.dumps({k: v for k, v in report.items() if k != "importance"}))
+    check("ranker: beats the merged score on held-out requests",
+          report.get("valid_ndcg_model", 0) > report.get("valid_ndcg_merged", 1),
+          f"{report.get('valid_ndcg_model', 0):.4f} vs {report.get('valid_ndcg_merged', 0):.4f}")
+    out, *_ = run(binary, data, "eval", "engine", "--test", f"{base}/u1.test", "--format", "movielens",
+                  "--min-relevance", "4", "--surface", "ranked", "--baseline", "cf-only", "--json", env=env)
+    reports = {r["system"]: r for r in map(json.loads, out.splitlines())}
+    ranked = reports["engine:ranked"]
+    floors = thresholds()["ranker_ml100k_u1_ndcg@10"]
+    at_least("ranker: ranked surface ndcg@10 on ml-100k u1", ranked["metrics"]["ndcg@10"], floors["ranked"])
+    at_least("ranker: cf-only surface ndcg@10 on ml-100k u1", reports["engine:cf-only"]["metrics"]["ndcg@10"],
+             floors["cf-only"])
+    c = ranked["comparison"]["ndcg@10"]
+    check("ranker: not worse than the best single source (paired 95% CI reaches 0)", c["ci95"][1] >= 0,
+          f"{c['diff']:+.4f} [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}] p={c['p_value']:.3f}")
+
+
 def cold_start_gate(binary, shared, work):
     """Users the snapshot has never seen (a seeded 20% of ml-100k's users, all their
     ratings held out) but whose profile (age, gender, occupation) was imported: items
@@ -346,7 +380,7 @@ def main():
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="funnel-gates-")
     try:
-        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, cold_start_gate, embedding_gate, content_gate, eval_search_gate, spell_gate, hybrid_search_gate, cross_encoder_gate, eval_ltr_gate, propensity_gate, corpus_gate):
+        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, ranker_gate, cold_start_gate, embedding_gate, content_gate, eval_search_gate, spell_gate, hybrid_search_gate, cross_encoder_gate, eval_ltr_gate, propensity_gate, corpus_gate):
             try:
                 gate(args.bin, args.shared, work)
             except Exception as error:  # a crash of one gate is a failure, not a skip

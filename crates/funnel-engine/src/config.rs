@@ -121,6 +121,62 @@ pub struct TrainConfig {
     pub als_iterations: usize,
     /// Seed of any randomised training.
     pub seed: u64,
+    /// Learned rankers (`[train.ranker]`), for surfaces with `ranker = "gbdt"`.
+    pub ranker: RankerTrainConfig,
+}
+
+/// How `funnel train` builds a learned ranker's training set and fits it. Each request of
+/// the training set is one user: the surface's merged candidates for that user, computed
+/// from a snapshot of the past, labelled by the user's later (or held-out) positive events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RankerTrainConfig {
+    /// `time`: features as of a cut, labels from the positive events after it (the newest
+    /// `label_fraction` of them); point in time, no feature sees a later event.
+    /// `holdout`: a seeded `label_fraction` of each user's positive items is left out of
+    /// the features and used as labels (for data whose test split is random per user,
+    /// like MovieLens u1–u5); not point in time.
+    pub split: String,
+    pub label_fraction: f64,
+    /// The objective the ranker serves: `weight` (Σ `train.event_weights` of the label
+    /// events: a purchase counts more than a click), `value` (Σ their values: rating,
+    /// watch seconds, revenue) or `binary` (any positive event). Graded labels are rounded
+    /// and capped at 31 for the ranking objectives.
+    pub label: String,
+    /// `lambdarank`, `rank-net`, `binary` or `regression`.
+    pub objective: String,
+    pub trees: usize,
+    pub leaves: usize,
+    pub learning_rate: f64,
+    pub min_data_in_leaf: usize,
+    /// Stop when the validation NDCG@10 has not improved for this many trees (and keep the
+    /// best round); 0: grow every tree.
+    pub early_stopping: usize,
+    /// Share of the training requests held out for early stopping.
+    pub valid_fraction: f64,
+    /// At most this many requests (a seeded sample of the labelled users).
+    pub max_requests: usize,
+}
+
+impl Default for RankerTrainConfig {
+    fn default() -> Self {
+        Self {
+            split: "time".into(),
+            label_fraction: 0.2,
+            label: "weight".into(),
+            objective: "lambdarank".into(),
+            // Small trees, many rows per leaf, no early stopping: on ml-100k (a few hundred
+            // requests of ~700 candidates, ~16 positives each) larger trees and rounds
+            // picked on a validation set that small overfit (3 trees kept, worse than none).
+            trees: 200,
+            leaves: 7,
+            learning_rate: 0.05,
+            min_data_in_leaf: 100,
+            early_stopping: 0,
+            valid_fraction: 0.2,
+            max_requests: 20_000,
+        }
+    }
 }
 
 /// Text index settings, fixed at training time.
@@ -235,6 +291,7 @@ impl Default for TrainConfig {
             als_factors: 64,
             als_iterations: 15,
             seed: 42,
+            ranker: RankerTrainConfig::default(),
         }
     }
 }
@@ -292,9 +349,10 @@ impl Default for EngineConfig {
 }
 
 /// Candidate sources the engine knows, and what a request must carry for each.
-pub(crate) const SOURCES: &[&str] = &["cf", "content", "segment", "popular", "bm25", "dense", "similar"];
+pub(crate) const SOURCES: &[&str] =
+    &["cf", "cf-ease", "cf-item-knn", "cf-als", "content", "segment", "popular", "bm25", "dense", "similar"];
 pub(crate) const CF_MODELS: &[&str] = &["auto", "ease", "item-knn", "als", "two-tower", "none"];
-pub(crate) const RANKERS: &[&str] = &["score"];
+pub(crate) const RANKERS: &[&str] = &["score", "gbdt"];
 pub(crate) const RULES: &[&str] = &["seen", "available", "safe", "dedupe"];
 pub(crate) const EXPLORATION: &[&str] = &["none"];
 
@@ -306,6 +364,7 @@ impl EngineConfig {
             text.parse().map_err(|e: toml::de::Error| ConfigError::new(toml_error_key(&e), e.message().to_owned()))?;
         for (name, raw) in env {
             if let Some(path) = name.strip_prefix(ENV_PREFIX) {
+                start_from_default_surface(&mut document, path);
                 apply_override(&mut document, path, &raw)?;
             }
         }
@@ -345,6 +404,7 @@ impl EngineConfig {
         if t.als_iterations == 0 {
             return Err(ConfigError::new("train.als_iterations", "must be ≥ 1"));
         }
+        t.ranker.validate()?;
         let s = &self.search;
         if !(s.k1 >= 0.0 && s.k1.is_finite()) {
             return Err(ConfigError::new("search.k1", "must be ≥ 0"));
@@ -387,6 +447,37 @@ fn one_of(key: String, value: &str, known: &[&str]) -> Result<(), ConfigError> {
     }
 }
 
+impl RankerTrainConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let key = |rest: &str| format!("train.ranker.{rest}");
+        one_of(key("split"), &self.split, &["time", "holdout"])?;
+        one_of(key("label"), &self.label, &["weight", "value", "binary"])?;
+        one_of(key("objective"), &self.objective, &["lambdarank", "rank-net", "binary", "regression"])?;
+        let fraction = |name: &str, value: f64| match value > 0.0 && value < 1.0 {
+            true => Ok(()),
+            false => Err(ConfigError::new(key(name), "must be between 0 and 1 (exclusive)")),
+        };
+        fraction("label_fraction", self.label_fraction)?;
+        fraction("valid_fraction", self.valid_fraction)?;
+        if !(1..=100_000).contains(&self.trees) {
+            return Err(ConfigError::new(key("trees"), "must be between 1 and 100000"));
+        }
+        if !(2..=4096).contains(&self.leaves) {
+            return Err(ConfigError::new(key("leaves"), "must be between 2 and 4096"));
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
+            return Err(ConfigError::new(key("learning_rate"), "must be in (0, 1]"));
+        }
+        if !(1..=10_000_000).contains(&self.min_data_in_leaf) {
+            return Err(ConfigError::new(key("min_data_in_leaf"), "must be between 1 and 10000000"));
+        }
+        if self.max_requests == 0 {
+            return Err(ConfigError::new(key("max_requests"), "must be ≥ 1"));
+        }
+        Ok(())
+    }
+}
+
 impl SegmentConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=100_000).contains(&self.items) {
@@ -421,6 +512,18 @@ impl SurfaceConfig {
             }
         }
         one_of(key("ranker"), &self.ranker, RANKERS)?;
+        if let Some(source) = self.sources.iter().find(|s| ["bm25", "dense", "similar"].contains(&s.name.as_str()))
+            && self.ranker == "gbdt"
+        {
+            return Err(ConfigError::new(
+                key("ranker"),
+                format!(
+                    "`gbdt` is trained on users' own candidates; source `{}` needs a query or an anchor item, which \
+                     the event log does not record, so this surface cannot be trained yet (use `score`)",
+                    source.name
+                ),
+            ));
+        }
         for (i, rule) in self.rules.iter().enumerate() {
             one_of(key(&format!("rules[{i}]")), rule, RULES)?;
         }
@@ -437,6 +540,19 @@ impl SurfaceConfig {
 
 fn toml_error_key(error: &toml::de::Error) -> String {
     error.span().map_or_else(|| "(document)".to_owned(), |span| format!("(at byte {})", span.start))
+}
+
+/// An override of one key of a default surface the document does not define
+/// (`SURFACES__HOME__RANKER`) changes that key of the default, not a surface of one key.
+fn start_from_default_surface(document: &mut toml::Table, path: &str) {
+    let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+    let [first, surface, _, ..] = keys.as_slice() else { return };
+    let defaults = EngineConfig::default().surfaces;
+    let (true, Some(default)) = (first == "surfaces", defaults.get(surface)) else { return };
+    let surfaces = document.entry("surfaces").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let (Some(surfaces), Ok(default)) = (surfaces.as_table_mut(), toml::Value::try_from(default)) {
+        surfaces.entry(surface.clone()).or_insert(default);
+    }
 }
 
 /// Sets `a.b.c` (given as `A__B__C`) in the document to `raw`, read as a TOML value
@@ -494,6 +610,9 @@ mod tests {
         .unwrap();
         assert_eq!(config.search.k1, 1.5);
         assert_eq!(config.train.popularity_half_life_days, 7.0);
+        let config = load("", &[("FUNNEL__SURFACES__HOME__RANKER", "gbdt")]).unwrap();
+        let home = &config.surfaces["home"];
+        assert_eq!((home.ranker.as_str(), &home.sources), ("gbdt", &EngineConfig::default().surfaces["home"].sources));
     }
 
     #[test]

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use funnel_core::{ScoredItem, Trace};
+use funnel_core::{Candidate, ScoredItem, Trace};
 use funnel_store::SnapshotDir;
 use funnel_text::Corrected;
 use rustc_hash::FxHashSet;
@@ -41,7 +41,7 @@ impl Engine {
         let pipelines = config
             .surfaces
             .iter()
-            .map(|(name, surface)| Ok((name.clone(), Pipeline::from_config(surface)?)))
+            .map(|(name, surface)| Ok((name.clone(), Pipeline::from_config(name, surface, &snapshot)?)))
             .collect::<Result<_, EngineError>>()?;
         Ok(Self { snapshot, pipelines, entities: config.search.entities, query_embedder: None })
     }
@@ -77,6 +77,11 @@ impl Engine {
 
     pub fn snapshot(&self) -> &Snapshot {
         &self.snapshot
+    }
+
+    /// The snapshot back, unless another owner still shares it.
+    pub(crate) fn into_snapshot(self) -> Option<Snapshot> {
+        Arc::try_unwrap(self.snapshot).ok()
     }
 
     pub fn surfaces(&self) -> impl Iterator<Item = &str> {
@@ -117,6 +122,16 @@ impl Engine {
         let trace = request.explain.then(|| Trace { snapshot: snapshot.clone(), stages: stages.traces });
         let did_you_mean = corrected.map(|c| c.text);
         Ok(Response { items, did_you_mean, trace, stage_micros, snapshot })
+    }
+
+    /// A request's merged candidates before ranking, with their ranker features (what a
+    /// learned ranker on this surface reads): how training sets are built.
+    pub(crate) fn candidate_features(&self, request: &Request) -> Result<(Vec<Candidate>, Vec<f32>), EngineError> {
+        let pipeline = self.pipelines.get(&request.surface).ok_or_else(|| {
+            EngineError::UnknownSurface(request.surface.clone(), self.surfaces().collect::<Vec<_>>().join(", "))
+        })?;
+        let ctx = self.context(request, pipeline, None)?;
+        Ok(pipeline.features(&ctx))
     }
 
     /// Spell correction against the catalog's vocabulary. `Some` only when a word was

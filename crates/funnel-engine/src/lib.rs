@@ -13,6 +13,8 @@ mod config;
 mod content;
 mod engine;
 mod explore;
+mod features;
+mod learn;
 mod pipeline;
 mod ranker;
 mod request;
@@ -27,12 +29,14 @@ pub use batching::BatchingEmbedder;
 pub use catalog::{Catalog, CatalogItem};
 pub use cf::{CfModel, Collaborative, TowerFeatures};
 pub use config::{
-    ConfigError, ContentConfig, EngineConfig, Merge, SearchConfig, SegmentConfig, SourceConfig, SurfaceConfig,
-    TrainConfig,
+    ConfigError, ContentConfig, EngineConfig, Merge, RankerTrainConfig, SearchConfig, SegmentConfig, SourceConfig,
+    SurfaceConfig, TrainConfig,
 };
 pub use content::{ContentBuild, ContentIndex, PairScorer, TextEmbedder, content_text};
 pub use engine::{Engine, QueryEmbedder};
+pub use features::{FEATURE_VERSION, FeatureSchema, Proposals};
 pub use pipeline::{CandidateSource, ExplorationPolicy, Ranker, Rule};
+pub use ranker::{RankerModel, RankerReport};
 pub use request::{Request, RequestContext, Response};
 pub use segments::{Segment, Segments};
 pub use snapshot::{Manifest, Snapshot};
@@ -57,6 +61,8 @@ pub enum EngineError {
     Store(#[from] funnel_store::StoreError),
     #[error("content vectors: {0}")]
     Content(String),
+    #[error("learned ranker: {0}")]
+    Ranker(String),
     #[error("snapshot {path}: {reason}")]
     Snapshot { path: std::path::PathBuf, reason: String },
 }

@@ -9,7 +9,8 @@ use rand::rngs::StdRng;
 use serde_json::{Value, json};
 
 use crate::config::Merge;
-use crate::{ConfigError, Intent, RequestContext, SurfaceConfig, explore, ranker, rules, sources};
+use crate::features::{self, Proposals};
+use crate::{EngineError, Intent, RequestContext, Snapshot, SurfaceConfig, explore, ranker, rules, sources};
 
 /// Proposes candidates for a request, best first.
 pub trait CandidateSource: Send + Sync {
@@ -23,10 +24,11 @@ pub trait CandidateSource: Send + Sync {
     }
 }
 
-/// Sets `score` on every candidate and sorts them best first.
+/// Sets `score` on every candidate and sorts them best first. `candidates` come in merge
+/// order, row `i` of `proposals` saying what each source said about candidate `i`.
 pub trait Ranker: Send + Sync {
     fn name(&self) -> &'static str;
-    fn rank(&self, ctx: &RequestContext<'_>, candidates: &mut Vec<Candidate>) -> Value;
+    fn rank(&self, ctx: &RequestContext<'_>, candidates: &mut Vec<Candidate>, proposals: &Proposals) -> Value;
 }
 
 /// A business rule over the ranked list: filters, boosts, pins. Returns what it did.
@@ -108,7 +110,12 @@ fn describe(ctx: &RequestContext<'_>, candidates: &[Candidate], limit: usize) ->
 }
 
 impl Pipeline {
-    pub fn from_config(config: &SurfaceConfig) -> Result<Self, ConfigError> {
+    pub fn from_config(surface: &str, config: &SurfaceConfig, snapshot: &Snapshot) -> Result<Self, EngineError> {
+        for kind in config.sources.iter().filter_map(|s| s.name.strip_prefix("cf-")) {
+            if !snapshot.cf_models.contains_key(kind) {
+                tracing::warn!(surface, source = %format!("cf-{kind}"), "the snapshot has no such CF model (run `funnel train`): the source proposes nothing");
+            }
+        }
         let sources = config
             .sources
             .iter()
@@ -116,7 +123,7 @@ impl Pipeline {
             .collect();
         Ok(Self {
             sources,
-            ranker: ranker::by_name(&config.ranker),
+            ranker: ranker::by_name(surface, config, snapshot)?,
             rules: config.rules.iter().map(|r| rules::by_name(r)).collect(),
             exploration: explore::by_name(&config.exploration),
             max_candidates: config.max_candidates,
@@ -139,11 +146,11 @@ impl Pipeline {
     }
 
     pub fn run(&self, ctx: &RequestContext<'_>, stages: &mut Stages) -> Vec<Candidate> {
-        let mut candidates = self.candidates(ctx, stages);
+        let (mut candidates, proposals) = self.candidates(ctx, stages);
 
         let started = Instant::now();
         let input = candidates.len();
-        let details = self.ranker.rank(ctx, &mut candidates);
+        let details = self.ranker.rank(ctx, &mut candidates, &proposals);
         stages.record(
             "rank",
             self.ranker.name(),
@@ -169,13 +176,22 @@ impl Pipeline {
         slate
     }
 
+    /// The merged candidates (before ranking) and their ranker features: what a learned
+    /// ranker reads when serving, computed by the same code for its training set.
+    pub fn features(&self, ctx: &RequestContext<'_>) -> (Vec<Candidate>, Vec<f32>) {
+        let (candidates, proposals) = self.candidates(ctx, &mut Stages { traces: Vec::new(), explain: false });
+        let rows = features::compute(ctx, &candidates, &proposals);
+        (candidates, rows)
+    }
+
     /// Runs every source under its quota, weights their scores and merges them as the
     /// surface's `merge` says, keeping each item once; then puts a navigational query's
-    /// item first.
-    fn candidates(&self, ctx: &RequestContext<'_>, stages: &mut Stages) -> Vec<Candidate> {
+    /// item first. Also returns what each source said about each merged candidate.
+    fn candidates(&self, ctx: &RequestContext<'_>, stages: &mut Stages) -> (Vec<Candidate>, Proposals) {
         let mut merged: Vec<Candidate> = Vec::new();
+        let mut proposals = Proposals::new(self.sources.len());
         let mut position: rustc_hash::FxHashMap<u32, usize> = rustc_hash::FxHashMap::default();
-        for slot in &self.sources {
+        for (slot_index, slot) in self.sources.iter().enumerate() {
             let started = Instant::now();
             let produced = slot.source.generate(ctx, slot.quota.min(self.max_candidates));
             let count = produced.len();
@@ -195,6 +211,7 @@ impl Pipeline {
                 match position.get(&candidate.item) {
                     Some(&at) => {
                         duplicates += 1;
+                        proposals.set(at, slot_index, candidate.source_score, rank);
                         match self.merge {
                             Merge::Max if candidate.score > merged[at].score => merged[at] = candidate,
                             Merge::Max => {}
@@ -203,6 +220,8 @@ impl Pipeline {
                     }
                     None if merged.len() < self.max_candidates => {
                         position.insert(candidate.item, merged.len());
+                        proposals.push_row();
+                        proposals.set(merged.len(), slot_index, candidate.source_score, rank);
                         merged.push(candidate);
                     }
                     None => {}
@@ -216,13 +235,13 @@ impl Pipeline {
                 || json!({ "quota": slot.quota, "weight": slot.weight, "already_proposed": duplicates, "input": about, "top": top }),
             );
         }
-        lift_navigational(ctx, &mut merged);
-        merged
+        lift_navigational(ctx, &mut merged, &mut proposals);
+        (merged, proposals)
     }
 }
 
 /// The item whose title is the whole query gets the top score, proposed by a source or not.
-fn lift_navigational(ctx: &RequestContext<'_>, merged: &mut Vec<Candidate>) {
+fn lift_navigational(ctx: &RequestContext<'_>, merged: &mut Vec<Candidate>, proposals: &mut Proposals) {
     let Some(understanding) = &ctx.understanding else { return };
     let Intent::Navigational(item) = understanding.intent else { return };
     if !ctx.eligible(item) || understanding.factor(&ctx.snapshot.catalog.get(item).categories).is_none() {
@@ -236,6 +255,7 @@ fn lift_navigational(ctx: &RequestContext<'_>, merged: &mut Vec<Candidate>) {
             let mut candidate = Candidate::new(item, "navigational", score);
             candidate.score = score;
             merged.push(candidate);
+            proposals.push_row();
         }
     }
 }

@@ -2,7 +2,7 @@
 //! folder of files plus `manifest.json` (format version, counts, per-file size and
 //! CRC-32). Loading checks the version and every checksum before anything is served.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::cf::Collaborative;
 use crate::content::ContentIndex;
+use crate::ranker::{RankerModel, RankerReport};
 use crate::segments::Segments;
 use crate::understand::QueryFacets;
 use crate::{Catalog, EngineError, SearchConfig, TrainConfig};
@@ -20,8 +21,8 @@ use crate::{Catalog, EngineError, SearchConfig, TrainConfig};
 /// Bumped whenever a part's encoding changes (postcard is not self-describing, so an old
 /// file cannot be read by new code). 2: CF with an ANN index, content vectors.
 /// 3: segments. 4: content text keys (unchanged items keep their vectors). 5: the spell
-/// corrector's vocabulary; lone letters are no longer index terms.
-pub const FORMAT_VERSION: u32 = 5;
+/// corrector's vocabulary; lone letters are no longer index terms. 6: learned rankers.
+pub const FORMAT_VERSION: u32 = 6;
 const MANIFEST: &str = "manifest.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +50,9 @@ pub struct Manifest {
     /// User segments with their own popular items (context-matched cold start).
     #[serde(default)]
     pub segments: usize,
+    /// Learned rankers by surface: how each was trained.
+    #[serde(default)]
+    pub rankers: BTreeMap<String, RankerReport>,
     pub train: TrainConfig,
     pub search: SearchConfig,
     pub files: Vec<FileEntry>,
@@ -60,6 +64,10 @@ pub struct Popularity {
     pub scores: Vec<f32>,
     /// Item indices, most popular first (ties by index); only items with a score > 0.
     pub order: Vec<u32>,
+    /// Positive events per item (not decayed).
+    pub interactions: Vec<u32>,
+    /// Mean rating of the item (low ratings included); NaN without any.
+    pub mean_rating: Vec<f32>,
 }
 
 /// Each user's positive interactions (item indices, sorted, distinct), in CSR form.
@@ -68,9 +76,16 @@ pub struct Histories {
     pub users: HashMap<String, u32>,
     pub offsets: Vec<u64>,
     pub items: Vec<u32>,
+    /// Mean rating each user gave (by user index); NaN without any.
+    pub mean_rating: Vec<f32>,
 }
 
 impl Histories {
+    /// The mean rating the user gave (NaN for none or an unknown user).
+    pub fn mean_rating(&self, user: &str) -> f32 {
+        self.users.get(user).and_then(|&u| self.mean_rating.get(u as usize)).copied().unwrap_or(f32::NAN)
+    }
+
     pub fn of(&self, user: &str) -> &[u32] {
         match self.users.get(user) {
             Some(&u) => &self.items[self.offsets[u as usize] as usize..self.offsets[u as usize + 1] as usize],
@@ -89,10 +104,14 @@ pub struct Snapshot {
     pub text: Bm25Index,
     /// Collaborative filtering, when the log has interactions to learn from.
     pub cf: Option<Collaborative>,
+    /// Further CF models by kind (`ease`, `item-knn`, `als`), for `cf-<kind>` sources.
+    pub cf_models: BTreeMap<String, Collaborative>,
     /// Item text vectors, when a model was configured (`content.model`).
     pub content: Option<ContentIndex>,
     /// Query spell correction, unless `[search.spell] enabled = false`.
     pub speller: Option<Speller>,
+    /// Learned rankers by surface (`ranker = "gbdt"`).
+    pub rankers: BTreeMap<String, RankerModel>,
     /// Titles and category names for query understanding (derived from the catalog on
     /// load, not stored).
     pub facets: QueryFacets,
@@ -160,11 +179,17 @@ impl Snapshot {
         if let Some(cf) = &self.cf {
             self.manifest.files.push(write_part(dir, "cf.bin", cf)?);
         }
+        for (kind, cf) in &self.cf_models {
+            self.manifest.files.push(write_part(dir, &format!("cf-{kind}.bin"), cf)?);
+        }
         if let Some(content) = &self.content {
             self.manifest.files.push(write_part(dir, "content.bin", content)?);
         }
         if let Some(speller) = &self.speller {
             self.manifest.files.push(write_part(dir, "spell.bin", speller.vocabulary())?);
+        }
+        if !self.rankers.is_empty() {
+            self.manifest.files.push(write_part(dir, "rankers.bin", &self.rankers)?);
         }
         let path = dir.join(MANIFEST);
         let json = serde_json::to_vec_pretty(&self.manifest).map_err(|e| snapshot_error(&path, e.to_string()))?;
@@ -216,6 +241,14 @@ impl Snapshot {
             }
             false => None,
         };
+        let mut cf_models = BTreeMap::new();
+        for entry in &manifest.files {
+            if let Some(kind) = entry.name.strip_prefix("cf-").and_then(|n| n.strip_suffix(".bin")) {
+                let mut cf: Collaborative = read_part(dir, &manifest, &entry.name)?;
+                cf.rebuild_index();
+                cf_models.insert(kind.to_owned(), cf);
+            }
+        }
         let content = match manifest.files.iter().any(|f| f.name == "content.bin") {
             true => Some(read_part(dir, &manifest, "content.bin")?),
             false => None,
@@ -229,6 +262,27 @@ impl Snapshot {
             }
             false => None,
         };
+        let rankers: BTreeMap<String, RankerModel> = match manifest.files.iter().any(|f| f.name == "rankers.bin") {
+            true => read_part(dir, &manifest, "rankers.bin")?,
+            false => BTreeMap::new(),
+        };
+        for (surface, ranker) in &rankers {
+            let width_matches = ranker.model.width == ranker.schema.width();
+            ranker
+                .model
+                .validate()
+                .and_then(|()| match width_matches {
+                    true => Ok(()),
+                    false => Err(format!(
+                        "{} features in the model, {} in its schema",
+                        ranker.model.width,
+                        ranker.schema.width()
+                    )),
+                })
+                .map_err(|reason| {
+                    snapshot_error(&dir.join("rankers.bin"), format!("ranker of surface `{surface}`: {reason}"))
+                })?;
+        }
         let popularity: Popularity = read_part(dir, &manifest, "popularity.bin")?;
         let facets = QueryFacets::build(&catalog, &popularity);
         Ok(Self {
@@ -240,6 +294,8 @@ impl Snapshot {
             segments: read_part(dir, &manifest, "segments.bin")?,
             text: read_part(dir, &manifest, "text.bin")?,
             cf,
+            cf_models,
+            rankers,
             catalog,
             manifest,
         })

@@ -7,7 +7,10 @@ use crate::{CandidateSource, RequestContext};
 
 pub(crate) fn by_name(name: &str) -> Box<dyn CandidateSource> {
     match name {
-        "cf" => Box::new(CollaborativeFiltering),
+        "cf" => Box::new(CollaborativeFiltering("cf")),
+        "cf-ease" => Box::new(CollaborativeFiltering("cf-ease")),
+        "cf-item-knn" => Box::new(CollaborativeFiltering("cf-item-knn")),
+        "cf-als" => Box::new(CollaborativeFiltering("cf-als")),
         "content" => Box::new(Content),
         "segment" => Box::new(SegmentPopular),
         "popular" => Box::new(Popular),
@@ -18,17 +21,23 @@ pub(crate) fn by_name(name: &str) -> Box<dyn CandidateSource> {
     }
 }
 
-/// Items the snapshot's collaborative-filtering model scores highest for the user's
-/// history (snapshot history plus items seen since). A user without history gets none.
-struct CollaborativeFiltering;
+/// Items a collaborative-filtering model scores highest for the user's history (snapshot
+/// history plus items seen since). A user without history gets none. `cf` is the
+/// snapshot's configured model (`train.cf_model`); `cf-ease`, `cf-item-knn`, `cf-als`
+/// name one model each, trained when a surface lists it (several can feed one ranker).
+struct CollaborativeFiltering(&'static str);
 
 impl CandidateSource for CollaborativeFiltering {
     fn name(&self) -> &'static str {
-        "cf"
+        self.0
     }
 
     fn generate(&self, ctx: &RequestContext<'_>, limit: usize) -> Vec<Candidate> {
-        let Some(cf) = &ctx.snapshot.cf else { return Vec::new() };
+        let model = match self.0 {
+            "cf" => ctx.snapshot.cf.as_ref(),
+            named => ctx.snapshot.cf_models.get(&named["cf-".len()..]),
+        };
+        let Some(cf) = model else { return Vec::new() };
         let mut history: Vec<u32> = ctx.seen.iter().copied().collect();
         history.sort_unstable();
         // Only the two-tower model reads the user's segments.

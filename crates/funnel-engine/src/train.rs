@@ -27,23 +27,25 @@ pub struct TrainReport {
     pub content: ContentBuild,
     /// Seconds spent in each phase, in order.
     pub phases: Vec<(&'static str, f64)>,
+    /// How each surface's learned ranker was trained.
+    pub rankers: std::collections::BTreeMap<String, crate::RankerReport>,
 }
 
 /// Times named phases.
-struct Phases<'p> {
-    progress: &'p mut dyn FnMut(&str),
-    done: Vec<(&'static str, f64)>,
-    current: Option<(&'static str, std::time::Instant)>,
+pub(crate) struct Phases<'p> {
+    pub(crate) progress: &'p mut dyn FnMut(&str),
+    pub(crate) done: Vec<(&'static str, f64)>,
+    pub(crate) current: Option<(&'static str, std::time::Instant)>,
 }
 
 impl Phases<'_> {
-    fn start(&mut self, name: &'static str) {
+    pub(crate) fn start(&mut self, name: &'static str) {
         self.finish();
         (self.progress)(name);
         self.current = Some((name, std::time::Instant::now()));
     }
 
-    fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         if let Some((name, started)) = self.current.take() {
             self.done.push((name, started.elapsed().as_secs_f64()));
         }
@@ -51,24 +53,25 @@ impl Phases<'_> {
 }
 
 /// One event, interned.
-struct Interaction {
-    user: u32,
-    item: u32,
-    kind: EventKind,
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Interaction {
+    pub user: u32,
+    pub item: u32,
+    pub kind: EventKind,
     /// Rating, watch seconds or revenue, when the event carries one.
-    value: Option<f32>,
-    timestamp: Timestamp,
+    pub value: Option<f32>,
+    pub timestamp: Timestamp,
 }
 
 #[derive(Default)]
-struct Gathered {
-    items: Vec<Item>,
+pub(crate) struct Gathered {
+    pub items: Vec<Item>,
     item_index: HashMap<String, u32>,
-    user_ids: Vec<String>,
+    pub user_ids: Vec<String>,
     user_index: HashMap<String, u32>,
     /// Attributes per user index (empty until the user's record is read).
     user_attributes: Vec<std::collections::BTreeMap<String, serde_json::Value>>,
-    interactions: Vec<Interaction>,
+    pub interactions: Vec<Interaction>,
 }
 
 impl Gathered {
@@ -101,7 +104,50 @@ impl Gathered {
         u
     }
 
-    fn record(&mut self, record: Record) {
+    #[cfg(test)]
+    pub(crate) fn item_index(&self, id: &str) -> u32 {
+        self.item_index[id]
+    }
+
+    /// The log as a snapshot of the past sees it: the `past` interactions, and the users
+    /// who have one or who have no events at all (a user first active later does not
+    /// exist yet; kept in order, renumbered). The items move over (their records carry no
+    /// time: the catalog is current); [`Gathered::take_back_items`] returns them.
+    pub(crate) fn past(&mut self, mut past: Vec<Interaction>) -> Gathered {
+        const DROP: u32 = u32::MAX;
+        let mut renumber = vec![0u32; self.user_ids.len()];
+        for event in &self.interactions {
+            renumber[event.user as usize] = DROP;
+        }
+        for event in &past {
+            renumber[event.user as usize] = 0;
+        }
+        let mut out = Gathered {
+            items: std::mem::take(&mut self.items),
+            item_index: std::mem::take(&mut self.item_index),
+            ..Gathered::default()
+        };
+        for (user, id) in self.user_ids.iter().enumerate() {
+            if renumber[user] != DROP {
+                renumber[user] = out.user_ids.len() as u32;
+                out.user_index.insert(id.clone(), renumber[user]);
+                out.user_ids.push(id.clone());
+                out.user_attributes.push(self.user_attributes[user].clone());
+            }
+        }
+        for event in &mut past {
+            event.user = renumber[event.user as usize];
+        }
+        out.interactions = past;
+        out
+    }
+
+    pub(crate) fn take_back_items(&mut self, past: Gathered) {
+        self.items = past.items;
+        self.item_index = past.item_index;
+    }
+
+    pub(crate) fn record(&mut self, record: Record) {
         match record {
             Record::Item(item) => self.item(item),
             Record::User(user) => {
@@ -153,14 +199,8 @@ pub fn train_with_embedder(
         Ok(())
     })?;
     let as_of = as_of.unwrap_or_else(|| gathered.interactions.iter().map(|i| i.timestamp).max().unwrap_or(0));
-    let events = gathered.interactions.iter().filter(|i| i.timestamp <= as_of).count() as u64;
-
-    phases.start("popularity and histories");
-    let popularity = popularity(&gathered, &config.train, as_of);
-    let histories = histories(&gathered, as_of);
-    let segments = segments(&gathered, config, as_of);
     let mut content_build = ContentBuild::default();
-    let content = match embedder {
+    let mut content = match embedder {
         Some(embedder) => {
             phases.start("content vectors");
             let total = gathered.items.len();
@@ -179,19 +219,60 @@ pub fn train_with_embedder(
         }
         None => None,
     };
+    let rankers = crate::learn::train_rankers(&mut gathered, config, as_of, &mut content, &mut phases)?;
+    let mut snapshot = assemble(&gathered, config, as_of, content, &mut phases);
+    snapshot.manifest.rankers = rankers.iter().map(|(surface, r)| (surface.clone(), r.report.clone())).collect();
+    snapshot.rankers = rankers;
+
+    phases.start("writing the snapshot");
+    let writer = snapshots.begin()?;
+    snapshot.manifest.id = writer.id().to_string();
+    snapshot.save(writer.path())?;
+    let id = writer.publish()?;
+    phases.finish();
+    Ok(TrainReport {
+        snapshot: id,
+        as_of,
+        items: snapshot.manifest.items,
+        users: snapshot.manifest.users,
+        events: snapshot.manifest.events,
+        terms: snapshot.text.n_terms(),
+        content: content_build,
+        phases: phases.done,
+        rankers: snapshot.manifest.rankers.clone(),
+    })
+}
+
+/// Every model and index of a snapshot as of `as_of` (events after it are ignored), not
+/// yet written; `manifest.id` is left empty.
+pub(crate) fn assemble(
+    gathered: &Gathered,
+    config: &EngineConfig,
+    as_of: Timestamp,
+    content: Option<ContentIndex>,
+    phases: &mut Phases<'_>,
+) -> Snapshot {
+    let events = gathered.interactions.iter().filter(|i| i.timestamp <= as_of).count() as u64;
+    phases.start("popularity and histories");
+    let popularity = popularity(gathered, &config.train, as_of);
+    let histories = histories(gathered, as_of);
+    let segments = segments(gathered, config, as_of);
     phases.start("collaborative filtering");
     let features = TowerFeatures {
         content: content.as_ref(),
         item_labels: category_labels(&gathered.items),
         user_labels: (segments.of_users(), segments.len()),
     };
-    let cf = Collaborative::train(
-        &positives(&gathered, &config.train, as_of),
-        gathered.user_ids.len() as u32,
-        &config.train,
-        &features,
-        config.train.seed,
-    );
+    let positives = positives(gathered, &config.train, as_of);
+    let n_users = gathered.user_ids.len() as u32;
+    let cf = Collaborative::train(&positives, n_users, &config.train, &features, config.train.seed);
+    let mut cf_models = std::collections::BTreeMap::new();
+    for kind in named_cf_models(config) {
+        let train = TrainConfig { cf_model: kind.to_owned(), ..config.train.clone() };
+        if let Some(model) = Collaborative::train(&positives, n_users, &train, &features, config.train.seed) {
+            cf_models.insert(kind.to_owned(), model);
+        }
+    }
     drop(features);
     phases.start("text index");
     let text = build_text_index(&gathered.items, &config.search);
@@ -200,14 +281,10 @@ pub fn train_with_embedder(
     });
     phases.start("catalog");
     let catalog = Catalog::from_items(&gathered.items);
-    drop(gathered.items);
-
-    phases.start("writing the snapshot");
-    let writer = snapshots.begin()?;
-    let mut snapshot = Snapshot {
+    Snapshot {
         manifest: Manifest {
             format_version: FORMAT_VERSION,
-            id: writer.id().to_string(),
+            id: String::new(),
             as_of,
             items: catalog.len(),
             users: gathered.user_ids.len(),
@@ -217,6 +294,7 @@ pub fn train_with_embedder(
                 .as_ref()
                 .map(|c| format!("{} ({} search over {} items)", c.model, c.kind(), c.len())),
             segments: segments.len(),
+            rankers: Default::default(),
             train: config.train.clone(),
             search: config.search.clone(),
             files: Vec::new(),
@@ -227,24 +305,19 @@ pub fn train_with_embedder(
         segments,
         text,
         cf,
+        cf_models,
         content,
         speller,
+        rankers: Default::default(),
         // Derived on load; training only writes the snapshot.
         facets: QueryFacets::default(),
-    };
-    snapshot.save(writer.path())?;
-    let id = writer.publish()?;
-    phases.finish();
-    Ok(TrainReport {
-        snapshot: id,
-        as_of,
-        items: snapshot.manifest.items,
-        users: snapshot.manifest.users,
-        events,
-        terms: snapshot.text.n_terms(),
-        content: content_build,
-        phases: phases.done,
-    })
+    }
+}
+
+/// The CF models that `cf-<kind>` sources of any surface name.
+fn named_cf_models(config: &EngineConfig) -> std::collections::BTreeSet<&str> {
+    let sources = config.surfaces.values().flat_map(|s| &s.sources);
+    sources.filter_map(|s| s.name.strip_prefix("cf-")).collect()
 }
 
 /// Each item's categories as label ids (numbered in order of first appearance), and how
@@ -267,7 +340,7 @@ fn category_labels(items: &[Item]) -> (Vec<Vec<u32>>, usize) {
 }
 
 /// Weight of one interaction as a positive signal; 0 for none.
-fn positive_weight(config: &TrainConfig, kind: EventKind, value: Option<f32>) -> f64 {
+pub(crate) fn positive_weight(config: &TrainConfig, kind: EventKind, value: Option<f32>) -> f64 {
     let weight = config.event_weights.get(kind.as_str()).copied().unwrap_or(0.0);
     if kind == EventKind::Rating && value.is_some_and(|v| f64::from(v) < config.min_rating) {
         return 0.0;
@@ -298,7 +371,26 @@ fn popularity(gathered: &Gathered, config: &TrainConfig, as_of: Timestamp) -> Po
     }
     let mut order: Vec<u32> = (0..scores.len() as u32).filter(|&i| scores[i as usize] > 0.0).collect();
     order.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
-    Popularity { scores: scores.into_iter().map(|s| s as f32).collect(), order }
+    let mut interactions = vec![0u32; gathered.items.len()];
+    for event in gathered.interactions.iter().filter(|e| e.timestamp <= as_of) {
+        if positive_weight(config, event.kind, event.value) > 0.0 {
+            interactions[event.item as usize] += 1;
+        }
+    }
+    let mean_rating = mean_ratings(gathered, as_of, gathered.items.len(), |e| e.item);
+    Popularity { scores: scores.into_iter().map(|s| s as f32).collect(), order, interactions, mean_rating }
+}
+
+/// Per `key` (item or user index), the mean rating up to `as_of`; NaN without any.
+fn mean_ratings(gathered: &Gathered, as_of: Timestamp, len: usize, key: impl Fn(&Interaction) -> u32) -> Vec<f32> {
+    let mut sums = vec![(0f64, 0u32); len];
+    for event in gathered.interactions.iter().filter(|e| e.timestamp <= as_of && e.kind == EventKind::Rating) {
+        if let Some(value) = event.value.filter(|v| v.is_finite()) {
+            let sum = &mut sums[key(event) as usize];
+            *sum = (sum.0 + f64::from(value), sum.1 + 1);
+        }
+    }
+    sums.into_iter().map(|(sum, n)| if n == 0 { f32::NAN } else { (sum / f64::from(n)) as f32 }).collect()
 }
 
 /// Popularity within each segment of users sharing an attribute value.
@@ -344,7 +436,8 @@ fn histories(gathered: &Gathered, as_of: Timestamp) -> Histories {
             per_user[event.user as usize].push(event.item);
         }
     }
-    let mut histories = Histories { offsets: vec![0], ..Histories::default() };
+    let mean_rating = mean_ratings(gathered, as_of, gathered.user_ids.len(), |e| e.user);
+    let mut histories = Histories { offsets: vec![0], mean_rating, ..Histories::default() };
     for (user, mut items) in per_user.into_iter().enumerate() {
         items.sort_unstable();
         items.dedup();

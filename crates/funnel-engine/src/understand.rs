@@ -218,7 +218,8 @@ mod tests {
         ];
         let catalog = Catalog::from_items(&items);
         // fa2 is more popular than fa.
-        let popularity = Popularity { scores: vec![1.0, 1.0, 1.0, 5.0, 1.0], order: vec![3, 0, 1, 2, 4] };
+        let popularity =
+            Popularity { scores: vec![1.0, 1.0, 1.0, 5.0, 1.0], order: vec![3, 0, 1, 2, 4], ..Popularity::default() };
         let facets = QueryFacets::build(&catalog, &popularity);
         (catalog, facets)
     }

@@ -20,12 +20,48 @@ pub struct EngineEvalOptions {
     pub dataset: String,
 }
 
-/// Serves every test user with a relevant item and scores the slates.
-pub fn evaluate(
+/// One surface's evaluation: the report, each user's value per metric (users in id
+/// order, the same for every surface), and the slates for a TREC run file.
+pub struct SurfaceResult {
+    pub report: Report,
+    pub per_user: BTreeMap<String, Vec<f64>>,
+    pub rankings: Vec<(String, Ranking)>,
+}
+
+/// Evaluates each surface on the same users; with a `baseline` surface, every other one
+/// is compared with it, paired by user (mean difference, bootstrap CI, t-test).
+pub fn evaluate_surfaces(
     engine: &Engine,
     test: &[Event],
+    surfaces: &[String],
+    baseline: Option<&str>,
     options: &EngineEvalOptions,
-) -> Result<(Report, Vec<(String, Ranking)>), EvalError> {
+) -> Result<Vec<SurfaceResult>, EvalError> {
+    let mut names: Vec<&str> = surfaces.iter().map(String::as_str).collect();
+    if let Some(baseline) = baseline.filter(|b| !names.contains(b)) {
+        names.insert(0, baseline);
+    }
+    let mut results = Vec::with_capacity(names.len());
+    for name in names {
+        results.push(evaluate(engine, test, &EngineEvalOptions { surface: name.to_owned(), ..options.clone() })?);
+    }
+    if let Some(baseline) = baseline {
+        let base = results.iter().position(|r| r.report.system == format!("engine:{baseline}")).expect("evaluated");
+        let base_values = results[base].per_user.clone();
+        for (_, result) in results.iter_mut().enumerate().filter(|(i, _)| *i != base) {
+            result.report.baseline = Some(format!("engine:{baseline}"));
+            for (metric, values) in &result.per_user {
+                // One seed: a surface's interval does not depend on the order asked for.
+                let comparison = stats::compare(values, &base_values[metric], 7);
+                result.report.comparison.insert(metric.clone(), comparison);
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// Serves every test user with a relevant item and scores the slates.
+pub fn evaluate(engine: &Engine, test: &[Event], options: &EngineEvalOptions) -> Result<SurfaceResult, EvalError> {
     let max_k = options
         .ks
         .iter()
@@ -58,6 +94,7 @@ pub fn evaluate(
     }
     let eval_s = started.elapsed().as_secs_f64();
     let mut metrics = BTreeMap::new();
+    let mut per_user = BTreeMap::new();
     let mut all = Vec::new();
     for &k in &options.ks {
         all.extend([Metric::Ndcg(k), Metric::MapAt(k), Metric::Recall(k), Metric::Precision(k), Metric::Hit(k)]);
@@ -72,6 +109,7 @@ pub fn evaluate(
             })
             .collect();
         metrics.insert(metric.to_string(), stats::mean(&values));
+        per_user.insert(metric.to_string(), values);
     }
     let report = Report {
         task: "recs",
@@ -86,5 +124,5 @@ pub fn evaluate(
         baseline: None,
         comparison: BTreeMap::new(),
     };
-    Ok((report, rankings))
+    Ok(SurfaceResult { report, per_user, rankings })
 }

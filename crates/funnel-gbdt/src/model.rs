@@ -116,13 +116,20 @@ impl Model {
         if file.format != FORMAT || file.version != VERSION {
             return Err(bad(format!("format {} version {}, expected {FORMAT} {VERSION}", file.format, file.version)));
         }
-        if file.model.width > crate::MAX_FEATURES {
-            return Err(bad(format!("{} features (at most {})", file.model.width, crate::MAX_FEATURES)));
-        }
-        for (t, tree) in file.model.trees.iter().enumerate() {
-            tree.check(file.model.width).map_err(|reason| bad(format!("tree {t}: {reason}")))?;
-        }
+        file.model.validate().map_err(bad)?;
         Ok((file.model, ModelFile::Funnel))
+    }
+
+    /// Checks a model read from elsewhere (a snapshot, say): a sane width, and trees that
+    /// are trees over in-range features. The reason names the bad tree.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.width > crate::MAX_FEATURES {
+            return Err(format!("{} features (at most {})", self.width, crate::MAX_FEATURES));
+        }
+        for (t, tree) in self.trees.iter().enumerate() {
+            tree.check(self.width).map_err(|reason| format!("tree {t}: {reason}"))?;
+        }
+        Ok(())
     }
 }
 

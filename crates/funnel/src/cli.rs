@@ -189,11 +189,15 @@ pub struct EvalPropensityArgs {
 
 /// Score the trained pipeline itself: serve every test user through the newest snapshot
 /// of --data-dir (sources, merge, ranker, rules) and compare the slates with their
-/// held-out events, with the same metrics as `eval recs`.
+/// held-out events, with the same metrics as `eval recs`. Several surfaces are scored on
+/// the same users; --baseline compares each with one of them, paired by user (mean
+/// difference, 95% bootstrap interval, paired t-test): e.g. a learned ranker over several
+/// sources against a surface with the best single source.
 ///
 /// Example:
 ///   funnel import events ml-100k/u1.base --format movielens && funnel train
 ///   funnel eval engine --test ml-100k/u1.test --format movielens --min-relevance 4
+///   funnel eval engine --test ml-100k/u1.test --surface home,cf-only --baseline cf-only
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct EvalEngineArgs {
@@ -201,8 +205,12 @@ pub struct EvalEngineArgs {
     pub test: PathBuf,
     #[arg(long, value_enum, default_value = "auto")]
     pub format: EventFormat,
-    #[arg(long, default_value = "home")]
-    pub surface: String,
+    /// Surfaces to score (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "home")]
+    pub surface: Vec<String>,
+    /// A surface to compare the others with (scored too if not in --surface).
+    #[arg(long)]
+    pub baseline: Option<String>,
     #[arg(long, value_delimiter = ',', default_value = "10")]
     pub k: Vec<usize>,
     #[arg(long)]

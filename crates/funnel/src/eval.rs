@@ -36,17 +36,21 @@ pub fn run(data: &DataDir, config: &EngineConfig, command: EvalCommand) -> anyho
 fn engine(data: &DataDir, config: &EngineConfig, args: &EvalEngineArgs) -> anyhow::Result<()> {
     let engine = funnel_engine::Engine::open_latest(&data.snapshots(), config)?;
     let test = read_events(&args.test, args.format)?;
+    if args.run.is_some() && args.surface.len() + usize::from(args.baseline.is_some()) > 1 {
+        anyhow::bail!("--run writes one surface's slates: give one --surface and no --baseline");
+    }
     let options = funnel_eval::engine::EngineEvalOptions {
-        surface: args.surface.clone(),
+        surface: String::new(),
         ks: args.k.clone(),
         min_relevance: args.min_relevance,
         dataset: format!("{} -> {}", engine.snapshot().manifest.id, file_name(&args.test)),
     };
-    let (report, rankings) = funnel_eval::engine::evaluate(&engine, &test, &options)?;
-    if let Some(run) = &args.run {
-        trec::write_run(run, &report.system, &rankings)?;
+    let results =
+        funnel_eval::engine::evaluate_surfaces(&engine, &test, &args.surface, args.baseline.as_deref(), &options)?;
+    if let (Some(run), Some(result)) = (&args.run, results.first()) {
+        trec::write_run(run, &result.report.system, &result.rankings)?;
     }
-    print_reports(&[&report], args.json)
+    print_reports(&results.iter().map(|r| &r.report).collect::<Vec<_>>(), args.json)
 }
 
 fn format_of(format: EventFormat) -> Format {

@@ -20,6 +20,7 @@ pub fn run(data: &DataDir, config: &EngineConfig, args: &TrainArgs) -> anyhow::R
             "users": report.users, "events": report.events, "terms": report.terms, "seconds": seconds,
             "content_vectors": {"embedded": report.content.embedded, "reused": report.content.reused},
             "phases": report.phases.iter().map(|(name, secs)| json!({"phase": name, "seconds": secs})).collect::<Vec<_>>(),
+            "rankers": report.rankers,
         });
         out!("{body}");
     } else {
@@ -34,6 +35,24 @@ pub fn run(data: &DataDir, config: &EngineConfig, args: &TrainArgs) -> anyhow::R
         );
         let phases: Vec<String> = report.phases.iter().map(|(name, secs)| format!("{name} {secs:.2} s")).collect();
         out!("  {}", phases.join(", "));
+        for (surface, r) in &report.rankers {
+            out!(
+                "  ranker of `{surface}`: {} trees ({}, label {}) on {} requests ({} candidate rows), features as of {} \
+                 ({} split); held-out requests: NDCG@10 {:.4} vs {:.4} for the merged score",
+                r.trees,
+                r.objective,
+                r.label,
+                r.train_groups,
+                r.train_rows,
+                r.features_as_of,
+                r.split,
+                r.valid_ndcg_model,
+                r.valid_ndcg_merged
+            );
+            let top: Vec<String> =
+                r.importance.iter().take(5).map(|(name, gain)| format!("{name} {gain:.0}")).collect();
+            out!("    most used features (gain): {}", top.join(", "));
+        }
         let content = report.content;
         if content.embedded + content.reused > 0 {
             out!(

@@ -475,3 +475,77 @@ fn hybrid_search_fuses_bm25_with_the_query_embedding() {
     assert!(!other.embeds_queries());
     assert_eq!(ids(&other.run(&query).unwrap()), ["auto"]);
 }
+
+/// Users who click items of "their" category (one of three) over time 0–999.
+fn category_clicks(log: &FileLog) {
+    let items: Vec<Record> = (0..60)
+        .map(|i| Record::Item(Item { categories: vec![format!("c{}", i % 3)], ..Item::bare(format!("i{i}")) }))
+        .collect();
+    log.append(&items).unwrap();
+    let mut events = Vec::new();
+    for user in 0..60u32 {
+        for t in 0..20u32 {
+            let item = match (user * 31 + t * 17) % 5 {
+                0 => (user * 7 + t * 13) % 60,
+                _ => (user % 3) + 3 * ((user + t * t) % 20),
+            };
+            events.push(click(&format!("u{user}"), &format!("i{item}"), i64::from(t * 50 + user)));
+        }
+    }
+    log.append(&events).unwrap();
+}
+
+#[test]
+fn a_learned_ranker_is_trained_into_the_snapshot_and_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileLog::open(dir.path().join("log")).unwrap();
+    category_clicks(&log);
+    let snapshots = SnapshotDir::new(dir.path().join("snapshots"));
+    let mut config = EngineConfig::default();
+    config.surfaces.get_mut("home").unwrap().ranker = "gbdt".into();
+    config.train.ranker.min_data_in_leaf = 5;
+    config.train.ranker.trees = 30;
+    let mut phases = Vec::new();
+    train(&log.reader(), &snapshots, &config, None, &mut |p| phases.push(p.to_owned())).unwrap();
+    assert!(phases.iter().any(|p| p == "learned rankers: boosting"), "{phases:?}");
+
+    let engine = Engine::open_latest(&snapshots, &config).unwrap();
+    let report = &engine.snapshot().manifest.rankers["home"];
+    assert!(report.train_groups > 10 && report.valid_groups > 0 && (1..=30).contains(&report.trees), "{report:?}");
+    assert!(report.features_as_of < engine.snapshot().manifest.as_of, "features from before the labels");
+    assert!(!report.importance.is_empty());
+    let response = engine.run(&Request { user: Some("u1".into()), explain: true, ..request("home") }).unwrap();
+    assert_eq!(response.items.len(), 10);
+    let rank = response.trace.unwrap().stages.into_iter().find(|s| s.stage == "rank").unwrap();
+    assert_eq!(rank.component, "gbdt");
+    assert_eq!(rank.details["ranker"]["feature_version"], crate::FEATURE_VERSION);
+
+    // A model trained on other sources cannot score this surface's rows, and a surface
+    // without a model cannot rank with one: both refused when the engine is built.
+    let mut changed = config.clone();
+    changed.surfaces.get_mut("home").unwrap().sources.pop();
+    let error = Engine::open_latest(&snapshots, &changed).unwrap_err().to_string();
+    assert!(error.contains("other features") && error.contains("funnel train"), "{error}");
+    let mut requoted = config.clone();
+    requoted.surfaces.get_mut("home").unwrap().sources[0].quota = 7;
+    let error = Engine::open_latest(&snapshots, &requoted).unwrap_err().to_string();
+    assert!(error.contains("other candidates") && error.contains("\"quota\":7"), "{error}");
+    let mut untrained = config.clone();
+    untrained
+        .surfaces
+        .insert("fresh".into(), crate::SurfaceConfig { ranker: "gbdt".into(), ..config.surfaces["home"].clone() });
+    let error = Engine::open_latest(&snapshots, &untrained).unwrap_err().to_string();
+    assert!(error.contains("`fresh`") && error.contains("no model"), "{error}");
+}
+
+#[test]
+fn learned_rankers_need_users_with_later_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileLog::open(dir.path().join("log")).unwrap();
+    log.append(&[click("u1", "a", 10)]).unwrap();
+    let mut config = EngineConfig::default();
+    config.surfaces.get_mut("home").unwrap().ranker = "gbdt".into();
+    let snapshots = SnapshotDir::new(dir.path().join("snapshots"));
+    let error = train(&log.reader(), &snapshots, &config, None, &mut |_| {}).unwrap_err().to_string();
+    assert!(error.contains("train.ranker") && error.contains("score"), "{error}");
+}
