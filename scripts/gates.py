@@ -373,6 +373,52 @@ def propensity_gate(binary, shared, work):
                     f"[{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}]" for p in positions))
 
 
+def ope_gate(binary, shared, work):
+    """Off-policy estimates of the Bernoulli-TS policy from the random policy's Open Bandit
+    logs: IPS and SNIPS recomputed here, and equal to obp's (scripts/reference/obp_ope.json,
+    made by scripts/reference/obp_ope.py) to 1e-9; DR inside obp's interval."""
+    import gzip
+    obd = os.path.join(shared, "data/obd")
+    dist_file = os.path.join(obd, "bts_action_dist_all.csv.gz")
+    out, *_ = run(binary, work, "eval", "ope", "--logs", f"{obd}/random/all", "--action-dist", dist_file,
+                  "--truth", f"{obd}/bts/all", "--json")
+    report = json.loads(out)
+    metrics = report["metrics"]
+    with open(os.path.join(obd, "random/all/all.csv")) as f:
+        header = f.readline().rstrip("\n").split(",")
+        at = {name: header.index(name) for name in ("item_id", "position", "click", "propensity_score")}
+        rows = [line.rstrip("\n").split(",") for line in f]
+    logged = {(t, int(r[at["item_id"]]), int(r[at["position"]]) - 1): t for t, r in enumerate(rows)}
+    pi = [0.0] * len(rows)
+    with gzip.open(dist_file, "rt") as f:
+        f.readline()
+        for line in f:
+            round_, item, position, prob = line.split(",")
+            t = logged.get((int(round_), int(item), int(position)))
+            if t is not None:
+                pi[t] = float(prob)
+    w = [pi[t] / float(r[at["propensity_score"]]) for t, r in enumerate(rows)]
+    clicks = [float(r[at["click"]]) for r in rows]
+    ips = sum(wt * c for wt, c in zip(w, clicks)) / len(rows)
+    snips = sum(wt * c for wt, c in zip(w, clicks)) / sum(w)
+    check("ope: IPS as recomputed here", abs(metrics["ips"] - ips) < 1e-9, f"{metrics['ips']:.9f} vs {ips:.9f}")
+    check("ope: SNIPS as recomputed here", abs(metrics["snips"] - snips) < 1e-9, f"{metrics['snips']:.9f} vs {snips:.9f}")
+    with open(os.path.join(ROOT, "scripts/reference/obp_ope.json")) as f:
+        obp = json.load(f)
+    ref = obp["estimates"]["cell_prior"]
+    for name in ("ips", "snips"):
+        check(f"ope: {name} equals obp's", abs(metrics[name] - ref[name]["estimate"]) < 1e-9,
+              f"{metrics[name]:.9f} vs obp {ref[name]['estimate']:.9f}")
+    for name in ("dm", "dr", "sndr"):
+        check(f"ope: {name} equals obp's with the same reward model", abs(metrics[name] - ref[name]["estimate"]) < 1e-9,
+              f"{metrics[name]:.9f} vs obp {ref[name]['estimate']:.9f}")
+    interval = obp["estimates"]["logistic"]["dr"]["interval"]
+    low, high = interval["95.0% CI (lower)"], interval["95.0% CI (upper)"]
+    check("ope: DR inside obp's DR interval (its logistic reward model)", low <= metrics["dr"] <= high,
+          f"{metrics['dr']:.6f} in [{low:.6f}, {high:.6f}]")
+    check("ope: the on-policy truth is the bts logs' mean click", abs(report["truth"]["value"] - 0.0042) < 1e-12)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin", default="target/release/funnel")
@@ -380,7 +426,7 @@ def main():
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="funnel-gates-")
     try:
-        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, ranker_gate, cold_start_gate, embedding_gate, content_gate, eval_search_gate, spell_gate, hybrid_search_gate, cross_encoder_gate, eval_ltr_gate, propensity_gate, corpus_gate):
+        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, ranker_gate, cold_start_gate, embedding_gate, content_gate, eval_search_gate, spell_gate, hybrid_search_gate, cross_encoder_gate, eval_ltr_gate, propensity_gate, ope_gate, corpus_gate):
             try:
                 gate(args.bin, args.shared, work)
             except Exception as error:  # a crash of one gate is a failure, not a skip

@@ -10,6 +10,7 @@ pub mod beyond;
 pub mod engine;
 pub mod ltr;
 pub mod metrics;
+pub mod ope;
 pub mod propensity;
 pub mod recs;
 mod report;

@@ -19,8 +19,8 @@ use rustc_hash::FxHashMap;
 use funnel_store::DataDir;
 
 use crate::cli::{
-    EvalCommand, EvalEngineArgs, EvalLtrArgs, EvalPropensityArgs, EvalRecsArgs, EvalSearchArgs, EventFormat, SplitArgs,
-    SplitMethod,
+    EvalCommand, EvalEngineArgs, EvalLtrArgs, EvalOpeArgs, EvalPropensityArgs, EvalRecsArgs, EvalSearchArgs,
+    EventFormat, SplitArgs, SplitMethod,
 };
 
 pub fn run(data: &DataDir, config: &EngineConfig, command: EvalCommand) -> anyhow::Result<()> {
@@ -30,6 +30,7 @@ pub fn run(data: &DataDir, config: &EngineConfig, command: EvalCommand) -> anyho
         EvalCommand::Ltr(args) => ltr(&args),
         EvalCommand::Engine(args) => engine(data, config, &args),
         EvalCommand::Propensity(args) => propensity(&args),
+        EvalCommand::Ope(args) => ope(&args),
     }
 }
 
@@ -262,6 +263,65 @@ fn propensity(args: &EvalPropensityArgs) -> anyhow::Result<()> {
             p.ci95[1]
         );
     }
+    Ok(())
+}
+
+fn ope(args: &EvalOpeArgs) -> anyhow::Result<()> {
+    use funnel_eval::ope::{ESTIMATORS, OpeOptions, evaluate, read_action_dist, read_logs};
+    if !(args.prior_strength >= 0.0 && args.prior_strength.is_finite()) {
+        anyhow::bail!("--prior-strength must be a number ≥ 0");
+    }
+    let logs = read_logs(&args.logs)?;
+    let dist = read_action_dist(&args.action_dist, &logs)?;
+    let options = OpeOptions { prior_strength: args.prior_strength, bootstrap: args.bootstrap, seed: args.seed };
+    let report = evaluate(&logs, &dist, &options);
+    let truth = args.truth.as_deref().map(read_logs).transpose()?.map(|t| {
+        let value = t.rounds.iter().map(|r| r.reward).sum::<f64>() / t.rounds.len() as f64;
+        let errors: std::collections::BTreeMap<&str, f64> = report
+            .metrics
+            .iter()
+            .map(|(name, v)| (*name, (v - value).abs() / value.abs().max(f64::MIN_POSITIVE)))
+            .collect();
+        (t.file.display().to_string(), t.rounds.len(), value, errors)
+    });
+    if args.json {
+        let mut body = serde_json::to_value(&report)?;
+        if let Some((file, rounds, value, errors)) = &truth {
+            body["truth"] =
+                serde_json::json!({ "logs": file, "rounds": rounds, "value": value, "relative_error": errors });
+        }
+        out!("{body}");
+        return Ok(());
+    }
+    out!(
+        "{} rounds from {} ({} rewards, logged value {:.6}); weights: mean {:.3}, max {:.1}, effective rounds {:.0}",
+        report.rounds,
+        report.logs,
+        report.rewards,
+        report.logged_value,
+        report.weights.mean,
+        report.weights.max,
+        report.weights.effective_rounds
+    );
+    if let Some((file, rounds, value, _)) = &truth {
+        out!("truth: {value:.6} (mean reward of {rounds} rounds in {file})");
+    }
+    out!(
+        "{:>9} {:>10}  {:<22} {}",
+        "estimator",
+        "value",
+        "95% interval",
+        if truth.is_some() { "relative error" } else { "" }
+    );
+    for name in ESTIMATORS {
+        let [low, high] = report.ci95[name];
+        let error = truth.as_ref().map_or(String::new(), |(.., errors)| format!("{:.1}%", 100.0 * errors[name]));
+        out!("{name:>9} {:>10.6}  [{low:.6}, {high:.6}]  {error}", report.metrics[name]);
+    }
+    for (position, values) in &report.by_position {
+        out!("position {position}: ips {:.6}, snips {:.6}", values["ips"], values["snips"]);
+    }
+    out!("reward model: {}", report.reward_model);
     Ok(())
 }
 
