@@ -216,6 +216,38 @@ pub struct SurfaceConfig {
     /// `merge = "rrf"`: the constant k in weight / (k + rank).
     #[serde(default = "default_rrf_k")]
     pub rrf_k: f32,
+    /// Settings of the `diversity` and `freshness` rules and the exploration policy.
+    #[serde(default)]
+    pub rerank: RerankConfig,
+}
+
+/// `[surfaces.NAME.rerank]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RerankConfig {
+    /// `diversity` (maximal marginal relevance): λ · relevance − (1 − λ) · the largest
+    /// similarity to an item placed above (shared categories, Jaccard); 1 = no diversity.
+    pub diversity_lambda: f32,
+    /// `diversity` reorders this many of the top candidates.
+    pub diversity_depth: usize,
+    /// `freshness`: an item's score gains `freshness_boost` × 2^(−age / half-life).
+    pub freshness_half_life_days: f64,
+    pub freshness_boost: f32,
+    /// `exploration = "epsilon-greedy"`: each slot takes a uniformly random remaining
+    /// candidate with this probability, the best remaining one otherwise.
+    pub epsilon: f32,
+}
+
+impl Default for RerankConfig {
+    fn default() -> Self {
+        Self {
+            diversity_lambda: 0.7,
+            diversity_depth: 100,
+            freshness_half_life_days: 14.0,
+            freshness_boost: 0.2,
+            epsilon: 0.1,
+        }
+    }
 }
 
 /// How a surface merges its sources' candidates.
@@ -323,6 +355,7 @@ fn surface(sources: &[(&str, usize, f32)]) -> SurfaceConfig {
         max_candidates: default_max_candidates(),
         merge: Merge::Max,
         rrf_k: default_rrf_k(),
+        rerank: RerankConfig::default(),
     }
 }
 
@@ -353,8 +386,8 @@ pub(crate) const SOURCES: &[&str] =
     &["cf", "cf-ease", "cf-item-knn", "cf-als", "content", "segment", "popular", "bm25", "dense", "similar"];
 pub(crate) const CF_MODELS: &[&str] = &["auto", "ease", "item-knn", "als", "two-tower", "none"];
 pub(crate) const RANKERS: &[&str] = &["score", "gbdt"];
-pub(crate) const RULES: &[&str] = &["seen", "available", "safe", "dedupe"];
-pub(crate) const EXPLORATION: &[&str] = &["none"];
+pub(crate) const RULES: &[&str] = &["seen", "available", "safe", "dedupe", "diversity", "freshness"];
+pub(crate) const EXPLORATION: &[&str] = &["none", "epsilon-greedy"];
 
 impl EngineConfig {
     /// Parses a TOML document (empty for defaults) and applies `FUNNEL__…` overrides
@@ -533,6 +566,22 @@ impl SurfaceConfig {
         }
         if !(self.rrf_k.is_finite() && self.rrf_k >= 0.0) {
             return Err(ConfigError::new(key("rrf_k"), "must be ≥ 0"));
+        }
+        let r = &self.rerank;
+        if !(0.0..=1.0).contains(&r.diversity_lambda) {
+            return Err(ConfigError::new(key("rerank.diversity_lambda"), "must be in [0, 1]"));
+        }
+        if !(1..=10_000).contains(&r.diversity_depth) {
+            return Err(ConfigError::new(key("rerank.diversity_depth"), "must be between 1 and 10000"));
+        }
+        if !(r.freshness_half_life_days > 0.0 && r.freshness_half_life_days.is_finite()) {
+            return Err(ConfigError::new(key("rerank.freshness_half_life_days"), "must be a positive number of days"));
+        }
+        if !(r.freshness_boost.is_finite() && r.freshness_boost >= 0.0) {
+            return Err(ConfigError::new(key("rerank.freshness_boost"), "must be ≥ 0"));
+        }
+        if !(0.0..=1.0).contains(&r.epsilon) {
+            return Err(ConfigError::new(key("rerank.epsilon"), "must be in [0, 1]"));
         }
         Ok(())
     }

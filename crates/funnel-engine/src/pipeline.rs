@@ -124,8 +124,8 @@ impl Pipeline {
         Ok(Self {
             sources,
             ranker: ranker::by_name(surface, config, snapshot)?,
-            rules: config.rules.iter().map(|r| rules::by_name(r)).collect(),
-            exploration: explore::by_name(&config.exploration),
+            rules: config.rules.iter().map(|r| rules::by_name(r, &config.rerank)).collect(),
+            exploration: explore::by_name(&config.exploration, &config.rerank),
             max_candidates: config.max_candidates,
             merge: config.merge,
             rrf_k: config.rrf_k,

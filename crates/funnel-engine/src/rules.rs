@@ -1,15 +1,16 @@
-//! Re-ranking rules. Each records what it removed and why.
+//! Re-ranking rules. Each records what it removed, moved or boosted, and why.
 
 use funnel_core::Candidate;
 use rustc_hash::FxHashSet;
 use serde_json::{Value, json};
 
+use crate::config::RerankConfig;
 use crate::{RequestContext, Rule};
 
 /// At most this many dropped ids are listed in a trace.
 const TRACE_LIMIT: usize = 50;
 
-pub(crate) fn by_name(name: &str) -> Box<dyn Rule> {
+pub(crate) fn by_name(name: &str, config: &RerankConfig) -> Box<dyn Rule> {
     match name {
         "seen" => Box::new(Filter { name: "seen", keep: |ctx, item| !ctx.seen.contains(&item) }),
         "available" => {
@@ -17,6 +18,11 @@ pub(crate) fn by_name(name: &str) -> Box<dyn Rule> {
         }
         "safe" => Box::new(Filter { name: "safe", keep: |ctx, item| ctx.snapshot.catalog.get(item).safe }),
         "dedupe" => Box::new(Dedupe),
+        "diversity" => Box::new(Diversity { lambda: config.diversity_lambda, depth: config.diversity_depth }),
+        "freshness" => Box::new(Freshness {
+            half_life_seconds: config.freshness_half_life_days * 86_400.0,
+            boost: config.freshness_boost,
+        }),
         other => unreachable!("config validation admits only known rules, got {other}"),
     }
 }
@@ -81,5 +87,152 @@ impl Rule for Dedupe {
             keep
         });
         dropped_trace(ctx, &dropped, "same item or same title as a higher-ranked candidate")
+    }
+}
+
+/// Maximal marginal relevance over the top `depth` candidates: each next place goes to the
+/// candidate with the best λ · relevance − (1 − λ) · (largest category similarity, Jaccard,
+/// to a candidate placed above it); relevance is the score scaled to [0, 1] within the top.
+/// Scores are kept; only the order changes.
+struct Diversity {
+    lambda: f32,
+    depth: usize,
+}
+
+fn jaccard(a: &[u32], b: &[u32]) -> f32 {
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    let shared = a.iter().filter(|c| b.contains(c)).count();
+    shared as f32 / (a.len() + b.len() - shared) as f32
+}
+
+impl Rule for Diversity {
+    fn name(&self) -> &'static str {
+        "diversity"
+    }
+
+    fn apply(&self, ctx: &RequestContext<'_>, candidates: &mut Vec<Candidate>) -> Value {
+        let n = self.depth.min(candidates.len());
+        let catalog = &ctx.snapshot.catalog;
+        let top: Vec<Candidate> = candidates.drain(..n).collect();
+        let (low, high) = top.iter().fold((f32::MAX, f32::MIN), |(l, h), c| (l.min(c.score), h.max(c.score)));
+        let relevance: Vec<f32> =
+            top.iter().map(|c| if high > low { (c.score - low) / (high - low) } else { 1.0 }).collect();
+        let mut closest = vec![0f32; n];
+        let mut placed = vec![false; n];
+        let mut order = Vec::with_capacity(n);
+        for _ in 0..n {
+            let value = |i: usize| self.lambda * relevance[i] - (1.0 - self.lambda) * closest[i];
+            let next = (0..n).filter(|&i| !placed[i]).max_by(|&a, &b| value(a).total_cmp(&value(b)).then(b.cmp(&a)));
+            let Some(next) = next else { break };
+            placed[next] = true;
+            order.push(next);
+            let chosen = &catalog.get(top[next].item).categories;
+            for i in (0..n).filter(|&i| !placed[i]) {
+                closest[i] = closest[i].max(jaccard(chosen, &catalog.get(top[i].item).categories));
+            }
+        }
+        let moved = order.iter().enumerate().filter(|(at, i)| at != *i).count();
+        let categories_in_10 = |items: &mut dyn Iterator<Item = &Candidate>| {
+            items
+                .take(10)
+                .flat_map(|c| catalog.get(c.item).categories.iter().copied())
+                .collect::<FxHashSet<u32>>()
+                .len()
+        };
+        let before = categories_in_10(&mut top.iter());
+        let reordered: Vec<Candidate> = order.iter().map(|&i| top[i].clone()).collect();
+        let after = categories_in_10(&mut reordered.iter());
+        candidates.splice(0..0, reordered);
+        json!({ "lambda": self.lambda, "depth": n, "moved": moved, "categories_in_top_10": { "before": before, "after": after } })
+    }
+}
+
+/// Boosts new items: score + boost × (the list's score range) × 2^(−age / half-life), then
+/// reorders by score. Items without a creation time are not boosted.
+struct Freshness {
+    half_life_seconds: f64,
+    boost: f32,
+}
+
+impl Rule for Freshness {
+    fn name(&self) -> &'static str {
+        "freshness"
+    }
+
+    fn apply(&self, ctx: &RequestContext<'_>, candidates: &mut Vec<Candidate>) -> Value {
+        let (low, high) = candidates.iter().fold((f32::MAX, f32::MIN), |(l, h), c| (l.min(c.score), h.max(c.score)));
+        let range = if high > low { high - low } else { 1.0 };
+        let mut boosted = 0;
+        for candidate in candidates.iter_mut() {
+            let Some(created) = ctx.snapshot.catalog.get(candidate.item).created_at else { continue };
+            let age = ctx.now.saturating_sub(created).max(0) as f64;
+            let factor = (-age / self.half_life_seconds).exp2() as f32;
+            if factor > 1e-3 {
+                candidate.score += self.boost * range * factor;
+                boosted += 1;
+            }
+        }
+        candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
+        json!({ "boosted": boosted, "half_life_days": self.half_life_seconds / 86_400.0, "boost": self.boost })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use funnel_core::Item;
+
+    use super::*;
+
+    fn item(id: &str, categories: &[&str], created_at: Option<i64>) -> Item {
+        Item { categories: categories.iter().map(|c| c.to_string()).collect(), created_at, ..Item::bare(id) }
+    }
+
+    #[test]
+    fn diversity_interleaves_categories_and_lambda_one_keeps_the_order() {
+        let items = vec![
+            item("a1", &["action"], None),
+            item("a2", &["action"], None),
+            item("a3", &["action"], None),
+            item("c1", &["comedy"], None),
+            item("d1", &["drama"], None),
+        ];
+        let snapshot = crate::train::snapshot_of(items);
+        let request = crate::Request { explain: true, ..crate::Request::default() };
+        let ctx = crate::train::context(&snapshot, &request);
+        let ranked = || -> Vec<Candidate> {
+            [1.0, 0.95, 0.9, 0.6, 0.5].iter().enumerate().map(|(i, &s)| Candidate::new(i as u32, "t", s)).collect()
+        };
+        let mut candidates = ranked();
+        let trace = Diversity { lambda: 0.5, depth: 10 }.apply(&ctx, &mut candidates);
+        let order: Vec<&str> = candidates.iter().map(|c| snapshot.catalog.get(c.item).id.as_str()).collect();
+        assert_eq!(order, ["a1", "c1", "d1", "a2", "a3"], "{trace}");
+        assert_eq!(trace["moved"], 4);
+        assert_eq!(candidates[1].score, 0.6, "scores are kept");
+        let mut candidates = ranked();
+        Diversity { lambda: 1.0, depth: 10 }.apply(&ctx, &mut candidates);
+        assert_eq!(candidates, ranked());
+        let mut candidates = ranked();
+        Diversity { lambda: 0.0, depth: 2 }.apply(&ctx, &mut candidates);
+        assert_eq!(candidates, ranked(), "only the top 2 (both action) are reordered");
+    }
+
+    #[test]
+    fn freshness_lifts_new_items_by_their_age() {
+        let day = 86_400;
+        let items = vec![item("old", &[], Some(0)), item("new", &[], Some(100 * day)), item("undated", &[], None)];
+        let snapshot = crate::train::snapshot_of(items);
+        let request = crate::Request { now: Some(100 * day), ..crate::Request::default() };
+        let ctx = crate::train::context(&snapshot, &request);
+        let mut candidates =
+            vec![Candidate::new(0, "t", 1.0), Candidate::new(2, "t", 0.9), Candidate::new(1, "t", 0.5)];
+        let trace = Freshness { half_life_seconds: 14.0 * day as f64, boost: 1.0 }.apply(&ctx, &mut candidates);
+        // The new item gains the full range (0.5); the 100-day-old one 2^(-100/14) of it.
+        let ids: Vec<u32> = candidates.iter().map(|c| c.item).collect();
+        assert_eq!(ids, [0, 1, 2], "{trace}");
+        assert!((candidates[1].score - 1.0).abs() < 1e-6);
+        assert!((candidates[0].score - (1.0 + 0.5 * (-100f32 / 14.0).exp2())).abs() < 1e-6);
+        assert_eq!(trace["boosted"], 2);
     }
 }

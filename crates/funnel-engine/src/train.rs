@@ -314,6 +314,31 @@ pub(crate) fn assemble(
     }
 }
 
+/// A snapshot of just these items (no events), for stage tests.
+#[cfg(test)]
+pub(crate) fn snapshot_of(items: Vec<Item>) -> Snapshot {
+    let mut gathered = Gathered::default();
+    items.into_iter().for_each(|item| gathered.record(Record::Item(item)));
+    let mut quiet = |_: &str| {};
+    let mut phases = Phases { progress: &mut quiet, done: Vec::new(), current: None };
+    assemble(&gathered, &EngineConfig::default(), 0, None, &mut phases)
+}
+
+/// A request context over `snapshot` for stage tests.
+#[cfg(test)]
+pub(crate) fn context<'a>(snapshot: &'a Snapshot, request: &'a crate::Request) -> crate::RequestContext<'a> {
+    crate::RequestContext {
+        snapshot,
+        request,
+        query: None,
+        understanding: None,
+        query_vector: None,
+        now: request.now.unwrap_or(0),
+        seen: Default::default(),
+        item: None,
+    }
+}
+
 /// The CF models that `cf-<kind>` sources of any surface name.
 fn named_cf_models(config: &EngineConfig) -> std::collections::BTreeSet<&str> {
     let sources = config.surfaces.values().flat_map(|s| &s.sources);
