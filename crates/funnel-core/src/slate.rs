@@ -27,6 +27,10 @@ impl Candidate {
 pub struct ScoredItem {
     pub id: String,
     pub score: f32,
+    /// The probability with which exploration put the item in its slot, given the slots
+    /// above it (1 without exploration): log it with the impression
+    /// (`context.propensity`) for off-policy evaluation.
+    pub propensity: f32,
 }
 
 /// What one stage of a request did, for `explain=true`.

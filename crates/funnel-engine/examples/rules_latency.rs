@@ -54,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cf_model = "none"
         [surfaces.home]
         sources = [{ name = "popular", quota = 1000 }]
-        rules = ["seen", "available", "safe", "dedupe", "diversity", "freshness"]
+        rules = ["seen", "available", "safe", "dedupe", "freshness", "diversity"]
         exploration = "epsilon-greedy"
         "#,
         std::iter::empty(),

@@ -45,17 +45,18 @@ impl Catalog {
         let mut catalog = Self::default();
         let mut category_ids: HashMap<String, u32> = HashMap::new();
         for item in items {
-            let categories = item
-                .categories
-                .iter()
-                .map(|name| {
-                    let next = category_ids.len() as u32;
-                    *category_ids.entry(name.clone()).or_insert_with(|| {
-                        catalog.categories.push(name.clone());
-                        next
-                    })
-                })
-                .collect();
+            let mut categories: Vec<u32> = Vec::with_capacity(item.categories.len());
+            for name in &item.categories {
+                let next = category_ids.len() as u32;
+                let id = *category_ids.entry(name.clone()).or_insert_with(|| {
+                    catalog.categories.push(name.clone());
+                    next
+                });
+                // A category listed twice counts once (similarities are over sets).
+                if !categories.contains(&id) {
+                    categories.push(id);
+                }
+            }
             catalog.items.push(CatalogItem {
                 id: item.id.clone(),
                 title: item.title.clone(),

@@ -571,11 +571,21 @@ impl SurfaceConfig {
         if !(0.0..=1.0).contains(&r.diversity_lambda) {
             return Err(ConfigError::new(key("rerank.diversity_lambda"), "must be in [0, 1]"));
         }
-        if !(1..=10_000).contains(&r.diversity_depth) {
-            return Err(ConfigError::new(key("rerank.diversity_depth"), "must be between 1 and 10000"));
+        // Diversity costs depth² similarity checks per request.
+        if !(1..=1000).contains(&r.diversity_depth) {
+            return Err(ConfigError::new(key("rerank.diversity_depth"), "must be between 1 and 1000"));
         }
-        if !(r.freshness_half_life_days > 0.0 && r.freshness_half_life_days.is_finite()) {
-            return Err(ConfigError::new(key("rerank.freshness_half_life_days"), "must be a positive number of days"));
+        if !(r.freshness_half_life_days > 0.0 && r.freshness_half_life_days <= 1e6) {
+            return Err(ConfigError::new(key("rerank.freshness_half_life_days"), "must be between 0 and 1000000 days"));
+        }
+        let at = |rule: &str| self.rules.iter().position(|r| r == rule);
+        if let (Some(diversity), Some(freshness)) = (at("diversity"), at("freshness"))
+            && freshness > diversity
+        {
+            return Err(ConfigError::new(
+                key(&format!("rules[{freshness}]")),
+                "`freshness` reorders by score and would undo `diversity`: list it before `diversity`",
+            ));
         }
         if !(r.freshness_boost.is_finite() && r.freshness_boost >= 0.0) {
             return Err(ConfigError::new(key("rerank.freshness_boost"), "must be ≥ 0"));
@@ -680,6 +690,10 @@ mod tests {
         assert_eq!(err.key, "train.event_weights.teleport");
         let err = load("[search\n", &[]).unwrap_err();
         assert!(err.key.contains("byte"), "{err}");
+        let err =
+            load("[surfaces.home]\nsources = [{ name = \"popular\" }]\nrules = [\"diversity\", \"freshness\"]\n", &[])
+                .unwrap_err();
+        assert_eq!(err.key, "surfaces.home.rules[1]");
         let err = load("[segments.buckets]\nage = [30, 20]\n", &[]).unwrap_err();
         assert_eq!(err.key, "segments.buckets.age");
     }

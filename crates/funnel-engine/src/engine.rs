@@ -110,7 +110,10 @@ impl Engine {
         let slate = pipeline.run(&ctx, &mut stages);
 
         let catalog = &self.snapshot.catalog;
-        let items = slate.iter().map(|c| ScoredItem { id: catalog.get(c.item).id.clone(), score: c.score }).collect();
+        let items = slate
+            .iter()
+            .map(|c| ScoredItem { id: catalog.get(c.item).id.clone(), score: c.score, propensity: c.propensity })
+            .collect();
         let mut stage_micros: Vec<(&'static str, u64)> = Vec::new();
         for trace in &stages.traces {
             match stage_micros.iter_mut().find(|(stage, _)| *stage == trace.stage) {

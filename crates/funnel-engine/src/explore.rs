@@ -42,7 +42,10 @@ impl ExplorationPolicy for Greedy {
 /// ε-greedy over the ranked list, slot by slot: with probability 1 − ε the best remaining
 /// candidate, with probability ε a uniformly random remaining one. Each item's propensity
 /// is the probability that it took its slot given the slots above it:
-/// (1 − ε)·[it was the best remaining] + ε / (candidates remaining).
+/// (1 − ε)·[it was the best remaining] + ε / (candidates remaining). That is the factor a
+/// slate-level estimator multiplies; it is not the marginal P(item at position) that
+/// position-wise estimates (such as the Open Bandit Dataset's propensity_score) divide by,
+/// except at the first slot.
 struct EpsilonGreedy {
     epsilon: f64,
 }

@@ -141,16 +141,20 @@ impl Rule for Diversity {
                 .collect::<FxHashSet<u32>>()
                 .len()
         };
-        let before = categories_in_10(&mut top.iter());
+        let before = ctx.request.explain.then(|| categories_in_10(&mut top.iter()));
         let reordered: Vec<Candidate> = order.iter().map(|&i| top[i].clone()).collect();
-        let after = categories_in_10(&mut reordered.iter());
+        let after = ctx.request.explain.then(|| categories_in_10(&mut reordered.iter()));
         candidates.splice(0..0, reordered);
+        if !ctx.request.explain {
+            return Value::Null;
+        }
         json!({ "lambda": self.lambda, "depth": n, "moved": moved, "categories_in_top_10": { "before": before, "after": after } })
     }
 }
 
 /// Boosts new items: score + boost × (the list's score range) × 2^(−age / half-life), then
-/// reorders by score. Items without a creation time are not boosted.
+/// reorders by score (stable: ties keep their order). Items without a creation time, or
+/// created after the request's time (not out yet, or a wrong clock), are not boosted.
 struct Freshness {
     half_life_seconds: f64,
     boost: f32,
@@ -164,18 +168,25 @@ impl Rule for Freshness {
     fn apply(&self, ctx: &RequestContext<'_>, candidates: &mut Vec<Candidate>) -> Value {
         let (low, high) = candidates.iter().fold((f32::MAX, f32::MIN), |(l, h), c| (l.min(c.score), h.max(c.score)));
         let range = if high > low { high - low } else { 1.0 };
-        let mut boosted = 0;
+        let (mut boosted, mut future) = (0, 0);
         for candidate in candidates.iter_mut() {
             let Some(created) = ctx.snapshot.catalog.get(candidate.item).created_at else { continue };
-            let age = ctx.now.saturating_sub(created).max(0) as f64;
+            if created > ctx.now {
+                future += 1;
+                continue;
+            }
+            let age = ctx.now.saturating_sub(created) as f64;
             let factor = (-age / self.half_life_seconds).exp2() as f32;
             if factor > 1e-3 {
                 candidate.score += self.boost * range * factor;
                 boosted += 1;
             }
         }
-        candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
-        json!({ "boosted": boosted, "half_life_days": self.half_life_seconds / 86_400.0, "boost": self.boost })
+        candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+        if !ctx.request.explain {
+            return Value::Null;
+        }
+        json!({ "boosted": boosted, "created_later": future, "half_life_days": self.half_life_seconds / 86_400.0, "boost": self.boost })
     }
 }
 
@@ -223,7 +234,7 @@ mod tests {
         let day = 86_400;
         let items = vec![item("old", &[], Some(0)), item("new", &[], Some(100 * day)), item("undated", &[], None)];
         let snapshot = crate::train::snapshot_of(items);
-        let request = crate::Request { now: Some(100 * day), ..crate::Request::default() };
+        let request = crate::Request { now: Some(100 * day), explain: true, ..crate::Request::default() };
         let ctx = crate::train::context(&snapshot, &request);
         let mut candidates =
             vec![Candidate::new(0, "t", 1.0), Candidate::new(2, "t", 0.9), Candidate::new(1, "t", 0.5)];

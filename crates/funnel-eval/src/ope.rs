@@ -40,19 +40,25 @@ pub struct Logs {
     pub n_positions: usize,
 }
 
-/// π(item, position | round), dense.
+/// π(item, k_t | round t) at each round's logged position k_t (the only slot the
+/// estimators read), dense over items.
 #[derive(Debug, Clone)]
 pub struct ActionDist {
     n_items: usize,
-    n_positions: usize,
     probs: Vec<f64>,
 }
 
 impl ActionDist {
-    fn prob(&self, round: usize, item: u32, position: u32) -> f64 {
-        self.probs[(round * self.n_items + item as usize) * self.n_positions + position as usize]
+    fn prob(&self, round: usize, item: u32) -> f64 {
+        self.probs[round * self.n_items + item as usize]
     }
 }
+
+/// Largest rounds × items an action distribution may span (1.6 GB of probabilities).
+const MAX_CELLS: usize = 200_000_000;
+/// Largest item id and position the logs may name.
+const MAX_ITEMS: usize = 10_000_000;
+const MAX_POSITIONS: usize = 1000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct OpeOptions {
@@ -134,14 +140,14 @@ fn read_numbers(
     let at = columns(&mut reader, path, names)?;
     let mut values = vec![0f64; names.len()];
     let mut record = csv::StringRecord::new();
-    let mut line = 1;
+    let mut rows = 0;
     loop {
-        line += 1;
-        match reader.read_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => return Ok(line - 2),
-            Err(e) => return Err(bad_line(path, line, e.to_string())),
-        }
+        let line = match reader.read_record(&mut record) {
+            Ok(true) => record.position().map_or(0, csv::Position::line),
+            Ok(false) => return Ok(rows),
+            Err(e) => return Err(bad_line(path, e.position().map_or(0, csv::Position::line), e.to_string())),
+        };
+        rows += 1;
         for ((value, &column), name) in values.iter_mut().zip(&at).zip(names) {
             let text = record.get(column).unwrap_or("").trim();
             *value = text
@@ -177,16 +183,16 @@ pub fn read_logs(dir: &Path) -> Result<Logs, EvalError> {
     let mut n_items = 0usize;
     let context = dir.join("item_context.csv");
     read_numbers(&context, &["item_id"], |v| {
-        n_items = n_items.max(index(v[0], "item_id")? + 1);
+        n_items = n_items.max(index(v[0], "item_id", MAX_ITEMS)? + 1);
         Ok(())
     })?;
     let mut rounds = Vec::new();
     read_numbers(&file, &["item_id", "position", "click", "propensity_score"], |v| {
-        let item = index(v[0], "item_id")?;
+        let item = index(v[0], "item_id", MAX_ITEMS)?;
         if item >= n_items {
             return Err(format!("field `item_id`: {item} is not in item_context.csv ({n_items} items)"));
         }
-        let position = index(v[1], "position")?;
+        let position = index(v[1], "position", MAX_POSITIONS)?;
         if position == 0 {
             return Err("field `position`: positions count from 1".into());
         }
@@ -206,39 +212,45 @@ pub fn read_logs(dir: &Path) -> Result<Logs, EvalError> {
     Ok(Logs { file, rounds, n_items, n_positions })
 }
 
-fn index(value: f64, name: &str) -> Result<usize, String> {
-    match value >= 0.0 && value.fract() == 0.0 && value < 1e9 {
+fn index(value: f64, name: &str, limit: usize) -> Result<usize, String> {
+    match value >= 0.0 && value.fract() == 0.0 && value <= limit as f64 {
         true => Ok(value as usize),
-        false => Err(format!("field `{name}`: {value} is not a non-negative integer")),
+        false => Err(format!("field `{name}`: {value} is not an integer between 0 and {limit}")),
     }
 }
 
-/// The target policy's action distribution for the logged rounds; each round's
-/// probabilities at each position must sum to 1 (within 1e-3: files round them).
+/// The target policy's action distribution at the logged rounds' positions (rows for other
+/// positions are read and skipped); each round's probabilities at its logged position must
+/// sum to 1 (within 1e-3: files round them).
 pub fn read_action_dist(path: &Path, logs: &Logs) -> Result<ActionDist, EvalError> {
-    let (n_rounds, n_items, n_positions) = (logs.rounds.len(), logs.n_items, logs.n_positions);
-    let mut dist = ActionDist { n_items, n_positions, probs: vec![0.0; n_rounds * n_items * n_positions] };
+    let (n_rounds, n_items) = (logs.rounds.len(), logs.n_items);
+    if n_rounds.saturating_mul(n_items) > MAX_CELLS {
+        return Err(EvalError::Input(format!(
+            "{} rounds × {n_items} items is more than {MAX_CELLS} probabilities; split the logs",
+            n_rounds
+        )));
+    }
+    let mut dist = ActionDist { n_items, probs: vec![0.0; n_rounds * n_items] };
     read_numbers(path, &["round", "item", "position", "prob"], |v| {
-        let (round, item, position) = (index(v[0], "round")?, index(v[1], "item")?, index(v[2], "position")?);
-        if round >= n_rounds || item >= n_items || position >= n_positions {
-            return Err(format!(
-                "round {round}, item {item}, position {position} outside the logs' {n_rounds} rounds, {n_items} items, \
-                 {n_positions} positions (positions count from 0 here)"
-            ));
-        }
+        let round = index(v[0], "round", n_rounds.saturating_sub(1))?;
+        let item = index(v[1], "item", n_items.saturating_sub(1))?;
+        let position = index(v[2], "position", MAX_POSITIONS)?;
         if !(0.0..=1.0).contains(&v[3]) {
             return Err(format!("field `prob`: {} is not a probability", v[3]));
         }
-        dist.probs[(round * n_items + item) * n_positions + position] = v[3];
+        if logs.rounds[round].position as usize == position {
+            dist.probs[round * n_items + item] = v[3];
+        }
         Ok(())
     })?;
     for (round, logged) in logs.rounds.iter().enumerate() {
-        let k = logged.position;
-        let sum: f64 = (0..n_items as u32).map(|item| dist.prob(round, item, k)).sum();
+        let sum: f64 = (0..n_items as u32).map(|item| dist.prob(round, item)).sum();
         if (sum - 1.0).abs() > 1e-3 {
             return Err(EvalError::Input(format!(
-                "{}: the probabilities of round {round} at position {k} sum to {sum:.6}, not 1",
-                path.display()
+                "{}: the probabilities of round {round} at position {} (from 0; the logs' {}) sum to {sum:.6}, not 1",
+                path.display(),
+                logged.position,
+                logged.position + 1
             )));
         }
     }
@@ -265,9 +277,11 @@ impl Terms {
             dm += self.direct[t];
             correction += self.weight[t] * (self.reward[t] - self.factual[t]);
         }
+        // Without weight (the target never picks what was logged) the self-normalised
+        // estimators are undefined: NaN, `null` in JSON.
         let mean_w = w / n;
-        let sndr = if mean_w > 0.0 { (dm + correction / mean_w) / n } else { dm / n };
-        [wr / n, if w > 0.0 { wr / w } else { 0.0 }, dm / n, (dm + correction) / n, sndr]
+        let sndr = if mean_w > 0.0 { (dm + correction / mean_w) / n } else { f64::NAN };
+        [wr / n, if w > 0.0 { wr / w } else { f64::NAN }, dm / n, (dm + correction) / n, sndr]
     }
 }
 
@@ -297,13 +311,13 @@ pub fn evaluate(logs: &Logs, dist: &ActionDist, options: &OpeOptions) -> OpeRepo
     let mut terms = Terms { weight: vec![0.0; n], reward: vec![0.0; n], direct: vec![0.0; n], factual: vec![0.0; n] };
     for (t, r) in logs.rounds.iter().enumerate() {
         let k = r.position;
-        terms.weight[t] = dist.prob(t, r.item, k) / r.propensity;
+        terms.weight[t] = dist.prob(t, r.item) / r.propensity;
         terms.reward[t] = r.reward;
         terms.factual[t] = q[r.item as usize * n_positions + k as usize];
         // Over the probabilities' own sum (files round them), as obp does.
         let (mut expected, mut total) = (0f64, 0f64);
         for a in 0..logs.n_items as u32 {
-            let p = dist.prob(t, a, k);
+            let p = dist.prob(t, a);
             expected += p * q[a as usize * n_positions + k as usize];
             total += p;
         }
@@ -325,6 +339,9 @@ pub fn evaluate(logs: &Logs, dist: &ActionDist, options: &OpeOptions) -> OpeRepo
     }
     let mut by_position = BTreeMap::new();
     for k in 0..n_positions as u32 {
+        if !logs.rounds.iter().any(|r| r.position == k) {
+            continue;
+        }
         let estimate = terms.estimate(&mut (0..n).filter(|&t| logs.rounds[t].position == k));
         by_position.insert(k + 1, BTreeMap::from([("ips", estimate[0]), ("snips", estimate[1])]));
     }

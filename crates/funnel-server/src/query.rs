@@ -23,7 +23,15 @@ async fn run(state: &AppState, request: Request) -> Result<Json<SlateBody>, ApiE
         metrics::histogram!("funnel_stage_duration_seconds", "surface" => request.surface.clone(), "stage" => *stage)
             .record(*micros as f64 / 1e6);
     }
-    Ok(Json(response.into()))
+    Ok(Json(SlateBody::new(response, request.seed)))
+}
+
+fn fresh_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    hasher.write_u128(now.as_nanos());
+    hasher.finish()
 }
 
 fn base_request(state: &AppState, params: &Params, surface: &str) -> Result<Request, ApiError> {
@@ -34,7 +42,12 @@ fn base_request(state: &AppState, params: &Params, surface: &str) -> Result<Requ
         user,
         k: params.number("k", 10)?,
         explain: params.flag("explain")?,
-        seed: params.number("seed", 0)?,
+        // A fresh seed per request unless one is given: exploration must really draw
+        // (the seed is returned, so a slate can be replayed).
+        seed: match params.number::<u64>("seed", 0)? {
+            0 if params.text("seed").is_none() => fresh_seed(),
+            given => given,
+        },
         context: params.context()?,
         ..Request::default()
     })

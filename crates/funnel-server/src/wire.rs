@@ -3,7 +3,7 @@
 use funnel_core::{ScoredItem, Trace};
 use serde::Serialize;
 
-/// A served slate: `{"items": [{"id", "score"}, …], "trace": …, "snapshot": …}`.
+/// A served slate: `{"items": [{"id", "score", "propensity"}, …], "trace": …, "snapshot": …, "seed": …}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SlateBody {
     pub items: Vec<ScoredItem>,
@@ -15,15 +15,18 @@ pub struct SlateBody {
     pub trace: Option<Trace>,
     /// The snapshot that served the request.
     pub snapshot: String,
+    /// The seed of the randomised stages: the same request with this seed gives this slate.
+    pub seed: u64,
 }
 
-impl From<funnel_engine::Response> for SlateBody {
-    fn from(response: funnel_engine::Response) -> Self {
+impl SlateBody {
+    pub fn new(response: funnel_engine::Response, seed: u64) -> Self {
         Self {
             items: response.items,
             did_you_mean: response.did_you_mean,
             trace: response.trace,
             snapshot: response.snapshot,
+            seed,
         }
     }
 }

@@ -271,6 +271,9 @@ fn ope(args: &EvalOpeArgs) -> anyhow::Result<()> {
     if !(args.prior_strength >= 0.0 && args.prior_strength.is_finite()) {
         anyhow::bail!("--prior-strength must be a number ≥ 0");
     }
+    if args.bootstrap < 100 {
+        anyhow::bail!("--bootstrap must be at least 100 resamples (the intervals are their percentiles)");
+    }
     let logs = read_logs(&args.logs)?;
     let dist = read_action_dist(&args.action_dist, &logs)?;
     let options = OpeOptions { prior_strength: args.prior_strength, bootstrap: args.bootstrap, seed: args.seed };
@@ -280,7 +283,8 @@ fn ope(args: &EvalOpeArgs) -> anyhow::Result<()> {
         let errors: std::collections::BTreeMap<&str, f64> = report
             .metrics
             .iter()
-            .map(|(name, v)| (*name, (v - value).abs() / value.abs().max(f64::MIN_POSITIVE)))
+            // Undefined (null) against a truth of 0.
+            .map(|(name, v)| (*name, (v - value).abs() / value.abs()))
             .collect();
         (t.file.display().to_string(), t.rounds.len(), value, errors)
     });
@@ -315,8 +319,13 @@ fn ope(args: &EvalOpeArgs) -> anyhow::Result<()> {
     );
     for name in ESTIMATORS {
         let [low, high] = report.ci95[name];
-        let error = truth.as_ref().map_or(String::new(), |(.., errors)| format!("{:.1}%", 100.0 * errors[name]));
-        out!("{name:>9} {:>10.6}  [{low:.6}, {high:.6}]  {error}", report.metrics[name]);
+        let error = truth.as_ref().map_or(String::new(), |(.., errors)| match errors[name].is_finite() {
+            true => format!("{:.1}%", 100.0 * errors[name]),
+            false => "undefined".into(),
+        });
+        let value = report.metrics[name];
+        let value = if value.is_nan() { "undefined".to_owned() } else { format!("{value:.6}") };
+        out!("{name:>9} {value:>10}  [{low:.6}, {high:.6}]  {error}");
     }
     for (position, values) in &report.by_position {
         out!("position {position}: ips {:.6}, snips {:.6}", values["ips"], values["snips"]);

@@ -16,7 +16,7 @@ fn serve_one(data: &DataDir, config: &EngineConfig, slate: &SlateArgs, request: 
     let request = Request { k: slate.k, explain: slate.explain, seed: slate.seed, ..request };
     let response = engine.run(&request)?;
     if slate.json {
-        out!("{}", serde_json::to_string_pretty(&SlateBody::from(response))?);
+        out!("{}", serde_json::to_string_pretty(&SlateBody::new(response, request.seed))?);
     } else {
         print_table(&engine, &response);
     }
@@ -53,10 +53,14 @@ fn print_table(engine: &Engine, response: &Response) {
     if response.items.is_empty() {
         out!("no items (snapshot {})", response.snapshot);
     }
-    out!("{:>4}  {:<16} {:>9}  title", "#", "id", "score");
+    // The propensity column only when exploration made some placement uncertain.
+    let explored = response.items.iter().any(|i| i.propensity < 1.0);
+    let propensity_header = if explored { format!(" {:>10}", "propensity") } else { String::new() };
+    out!("{:>4}  {:<16} {:>9}{propensity_header}  title", "#", "id", "score");
     for (rank, item) in response.items.iter().enumerate() {
         let title = catalog.index_of(&item.id).map(|i| catalog.get(i).title.as_str()).unwrap_or("");
-        out!("{:>4}  {:<16} {:>9.4}  {}", rank + 1, item.id, item.score, title);
+        let propensity = if explored { format!(" {:>10.4}", item.propensity) } else { String::new() };
+        out!("{:>4}  {:<16} {:>9.4}{propensity}  {}", rank + 1, item.id, item.score, title);
     }
     let Some(trace) = &response.trace else { return };
     out!("\ntrace (snapshot {}):", trace.snapshot);

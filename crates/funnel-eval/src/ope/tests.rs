@@ -113,9 +113,20 @@ fn bad_files_are_named_with_their_line() {
     let error = run(&logs, &dist_path, &OpeOptions::default()).unwrap_err().to_string();
     assert!(error.contains("sum to 0.5") && error.contains("round 0"), "{error}");
 
-    let (logs, dist_path) = write(dir.path(), 2, &[(0, 1, 1.0, 0.5)], &[(0, 0, 3, 1.0)]);
+    let (logs, dist_path) = write(dir.path(), 2, &[(0, 1, 1.0, 0.5)], &[(0, 7, 0, 1.0)]);
     let error = run(&logs, &dist_path, &OpeOptions::default()).unwrap_err().to_string();
-    assert!(error.contains("dist.csv:2") && error.contains("position 3"), "{error}");
+    assert!(error.contains("dist.csv:2") && error.contains("field `item`"), "{error}");
+
+    // Rows for positions the logs never reached are skipped, not refused.
+    let (logs, dist_path) =
+        write(dir.path(), 2, &[(0, 1, 1.0, 0.5)], &[(0, 0, 0, 0.5), (0, 1, 0, 0.5), (0, 0, 3, 1.0)]);
+    assert_eq!(run(&logs, &dist_path, &OpeOptions::default()).unwrap().rounds, 1);
+
+    // A target that never picks what was logged: the self-normalised estimates are undefined.
+    let (logs, dist_path) = write(dir.path(), 2, &[(0, 1, 1.0, 0.5)], &[(0, 1, 0, 1.0)]);
+    let report = run(&logs, &dist_path, &OpeOptions::default()).unwrap();
+    assert!(report.metrics["snips"].is_nan() && report.metrics["sndr"].is_nan());
+    assert_eq!(report.metrics["ips"], 0.0);
 
     let (logs, dist_path) = write(dir.path(), 2, &[(5, 1, 1.0, 0.5)], &dist);
     let error = run(&logs, &dist_path, &OpeOptions::default()).unwrap_err().to_string();
