@@ -1,7 +1,7 @@
 //! What re-ranking costs per request: 1000 candidates (the `popular` source over a
 //! 5,000-item catalog in 20 categories), every rule (seen, available, safe, dedupe,
-//! diversity over the top 100, freshness) and ε-greedy exploration choosing a 20-item
-//! slate; one thread. Reports the p50/p99 of the rules stage and of the exploration stage
+//! freshness, popularity, diversity over the top 100, category-cap) and ε-greedy
+//! exploration choosing a 20-item slate; one thread. Reports the p50/p99 of the rules stage and of the exploration stage
 //! as the engine times them (`Response::stage_micros`).
 //!
 //! cargo run --release -p funnel-engine --example rules_latency -- [--requests 5000]
@@ -54,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cf_model = "none"
         [surfaces.home]
         sources = [{ name = "popular", quota = 1000 }]
-        rules = ["seen", "available", "safe", "dedupe", "freshness", "diversity"]
+        rules = ["seen", "available", "safe", "dedupe", "freshness", "popularity", "diversity", "category-cap"]
         exploration = "epsilon-greedy"
         "#,
         std::iter::empty(),

@@ -233,6 +233,12 @@ pub struct RerankConfig {
     /// `freshness`: an item's score gains `freshness_boost` × 2^(−age / half-life).
     pub freshness_half_life_days: f64,
     pub freshness_boost: f32,
+    /// `popularity`: an item more popular than the user's own taste (the mean popularity
+    /// of their history, on a log scale from 0 to 1) loses this × the score range × the gap.
+    pub popularity_penalty: f32,
+    /// `category-cap`: at most this many items of one category in the slate (later ones
+    /// move below it).
+    pub category_cap: usize,
     /// `exploration = "epsilon-greedy"`: each slot takes a uniformly random remaining
     /// candidate with this probability, the best remaining one otherwise.
     pub epsilon: f32,
@@ -245,6 +251,8 @@ impl Default for RerankConfig {
             diversity_depth: 100,
             freshness_half_life_days: 14.0,
             freshness_boost: 0.2,
+            popularity_penalty: 0.5,
+            category_cap: 3,
             epsilon: 0.1,
         }
     }
@@ -386,7 +394,8 @@ pub(crate) const SOURCES: &[&str] =
     &["cf", "cf-ease", "cf-item-knn", "cf-als", "content", "segment", "popular", "bm25", "dense", "similar"];
 pub(crate) const CF_MODELS: &[&str] = &["auto", "ease", "item-knn", "als", "two-tower", "none"];
 pub(crate) const RANKERS: &[&str] = &["score", "gbdt"];
-pub(crate) const RULES: &[&str] = &["seen", "available", "safe", "dedupe", "diversity", "freshness"];
+pub(crate) const RULES: &[&str] =
+    &["seen", "available", "safe", "dedupe", "diversity", "freshness", "popularity", "category-cap"];
 pub(crate) const EXPLORATION: &[&str] = &["none", "epsilon-greedy"];
 
 impl EngineConfig {
@@ -578,17 +587,28 @@ impl SurfaceConfig {
         if !(r.freshness_half_life_days > 0.0 && r.freshness_half_life_days <= 1e6) {
             return Err(ConfigError::new(key("rerank.freshness_half_life_days"), "must be between 0 and 1000000 days"));
         }
+        // Rules that re-sort by score would undo the ones that only reorder.
         let at = |rule: &str| self.rules.iter().position(|r| r == rule);
-        if let (Some(diversity), Some(freshness)) = (at("diversity"), at("freshness"))
-            && freshness > diversity
-        {
-            return Err(ConfigError::new(
-                key(&format!("rules[{freshness}]")),
-                "`freshness` reorders by score and would undo `diversity`: list it before `diversity`",
-            ));
+        for sorter in ["freshness", "popularity"] {
+            for orderer in ["diversity", "category-cap"] {
+                if let (Some(o), Some(s)) = (at(orderer), at(sorter))
+                    && s > o
+                {
+                    return Err(ConfigError::new(
+                        key(&format!("rules[{s}]")),
+                        format!("`{sorter}` reorders by score and would undo `{orderer}`: list it before `{orderer}`"),
+                    ));
+                }
+            }
         }
         if !(r.freshness_boost.is_finite() && r.freshness_boost >= 0.0) {
             return Err(ConfigError::new(key("rerank.freshness_boost"), "must be ≥ 0"));
+        }
+        if !(r.popularity_penalty.is_finite() && r.popularity_penalty >= 0.0) {
+            return Err(ConfigError::new(key("rerank.popularity_penalty"), "must be ≥ 0"));
+        }
+        if r.category_cap == 0 {
+            return Err(ConfigError::new(key("rerank.category_cap"), "must be ≥ 1"));
         }
         if !(0.0..=1.0).contains(&r.epsilon) {
             return Err(ConfigError::new(key("rerank.epsilon"), "must be in [0, 1]"));

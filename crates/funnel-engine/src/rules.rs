@@ -23,6 +23,8 @@ pub(crate) fn by_name(name: &str, config: &RerankConfig) -> Box<dyn Rule> {
             half_life_seconds: config.freshness_half_life_days * 86_400.0,
             boost: config.freshness_boost,
         }),
+        "popularity" => Box::new(PopularityPenalty { strength: config.popularity_penalty }),
+        "category-cap" => Box::new(CategoryCap { cap: config.category_cap }),
         other => unreachable!("config validation admits only known rules, got {other}"),
     }
 }
@@ -190,6 +192,94 @@ impl Rule for Freshness {
     }
 }
 
+/// Calibrates popularity to the user: with p(i) = ln(1 + popularity) / ln(1 + the top
+/// item's) in [0, 1] and the user's taste u = the mean p over their history (0.5 without
+/// one), an item loses strength × (the list's score range) × max(0, p(i) − u); then the
+/// list is re-sorted by score (stable). A user of niche items sees fewer blockbusters.
+struct PopularityPenalty {
+    strength: f32,
+}
+
+impl Rule for PopularityPenalty {
+    fn name(&self) -> &'static str {
+        "popularity"
+    }
+
+    fn apply(&self, ctx: &RequestContext<'_>, candidates: &mut Vec<Candidate>) -> Value {
+        let popularity = &ctx.snapshot.popularity;
+        let top = popularity.order.first().map_or(0.0, |&i| popularity.scores[i as usize].max(0.0).ln_1p());
+        if top <= 0.0 {
+            return Value::Null;
+        }
+        let p = |item: u32| popularity.scores.get(item as usize).map_or(0.0, |&s| s.max(0.0).ln_1p() / top);
+        let history = ctx.request.user.as_deref().map_or(&[][..], |u| ctx.snapshot.histories.of(u));
+        let taste = match history.len() {
+            0 => 0.5,
+            n => history.iter().map(|&i| p(i)).sum::<f32>() / n as f32,
+        };
+        let (low, high) = candidates.iter().fold((f32::MAX, f32::MIN), |(l, h), c| (l.min(c.score), h.max(c.score)));
+        let range = if high > low { high - low } else { 1.0 };
+        let mut penalised = 0;
+        for candidate in candidates.iter_mut() {
+            let gap = p(candidate.item) - taste;
+            if gap > 0.0 {
+                candidate.score -= self.strength * range * gap;
+                penalised += 1;
+            }
+        }
+        candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+        if !ctx.request.explain {
+            return Value::Null;
+        }
+        json!({ "user_taste": taste, "penalised": penalised, "strength": self.strength })
+    }
+}
+
+/// At most `cap` items of one category in the slate (the request's `k` first places): an
+/// item that would exceed the cap of any of its categories moves below the slate, keeping
+/// its order; if too few items fit, they fill the slate's end in their order.
+struct CategoryCap {
+    cap: usize,
+}
+
+impl Rule for CategoryCap {
+    fn name(&self) -> &'static str {
+        "category-cap"
+    }
+
+    fn apply(&self, ctx: &RequestContext<'_>, candidates: &mut Vec<Candidate>) -> Value {
+        let catalog = &ctx.snapshot.catalog;
+        let k = ctx.request.k;
+        let mut counts: rustc_hash::FxHashMap<u32, usize> = rustc_hash::FxHashMap::default();
+        let (mut slate, mut deferred, mut rest) = (Vec::with_capacity(k), Vec::new(), Vec::new());
+        for candidate in candidates.drain(..) {
+            if slate.len() >= k {
+                rest.push(candidate);
+                continue;
+            }
+            let categories = &catalog.get(candidate.item).categories;
+            if categories.iter().any(|c| counts.get(c).copied().unwrap_or(0) >= self.cap) {
+                deferred.push(candidate);
+            } else {
+                categories.iter().for_each(|&c| *counts.entry(c).or_default() += 1);
+                slate.push(candidate);
+            }
+        }
+        let moved = deferred.len();
+        let ids: Vec<u32> = deferred.iter().map(|c| c.item).collect();
+        candidates.extend(slate);
+        candidates.extend(deferred);
+        candidates.extend(rest);
+        if !ctx.request.explain {
+            return Value::Null;
+        }
+        let mut trace = dropped_trace(ctx, &ids, "its category already fills the cap in the slate");
+        trace["cap"] = json!(self.cap);
+        trace["moved_below_the_slate"] = json!(moved);
+        trace
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use funnel_core::Item;
@@ -245,5 +335,58 @@ mod tests {
         assert!((candidates[1].score - 1.0).abs() < 1e-6);
         assert!((candidates[0].score - (1.0 + 0.5 * (-100f32 / 14.0).exp2())).abs() < 1e-6);
         assert_eq!(trace["boosted"], 2);
+    }
+
+    #[test]
+    fn category_caps_move_the_excess_below_the_slate() {
+        let items = vec![
+            item("a1", &["action"], None),
+            item("a2", &["action"], None),
+            item("a3", &["action", "comedy"], None),
+            item("c1", &["comedy"], None),
+            item("n1", &[], None),
+        ];
+        let snapshot = crate::train::snapshot_of(items);
+        let request = crate::Request { k: 3, explain: true, ..crate::Request::default() };
+        let ctx = crate::train::context(&snapshot, &request);
+        let mut candidates: Vec<Candidate> = (0..5).map(|i| Candidate::new(i, "t", 1.0 - i as f32 / 10.0)).collect();
+        let trace = CategoryCap { cap: 2 }.apply(&ctx, &mut candidates);
+        let order: Vec<&str> = candidates.iter().map(|c| snapshot.catalog.get(c.item).id.as_str()).collect();
+        assert_eq!(order, ["a1", "a2", "c1", "a3", "n1"], "{trace}");
+        assert_eq!(trace["moved_below_the_slate"], 1);
+    }
+
+    #[test]
+    fn the_popularity_penalty_follows_the_users_taste() {
+        use funnel_core::{Event, EventContext, EventKind, Record};
+        let mut gathered = crate::train::Gathered::default();
+        for i in 0..4 {
+            gathered.record(Record::Item(item(&format!("i{i}"), &[], None)));
+        }
+        // i0 is a blockbuster (40 clicks), i1–i3 niche (1 each); "niche" clicked i1 only.
+        let click = |user: &str, item: &str| {
+            Record::Event(Event {
+                user: user.into(),
+                item: item.into(),
+                kind: EventKind::Click,
+                value: None,
+                timestamp: 0,
+                context: EventContext::default(),
+            })
+        };
+        (0..40).for_each(|n| gathered.record(click(&format!("fan{n}"), "i0")));
+        gathered.record(click("niche", "i1"));
+        gathered.record(click("x", "i2"));
+        gathered.record(click("y", "i3"));
+        let snapshot = crate::train::snapshot_from(&gathered);
+        let ranked = || vec![Candidate::new(0, "t", 1.0), Candidate::new(2, "t", 0.8), Candidate::new(3, "t", 0.7)];
+        let rule = PopularityPenalty { strength: 1.0 };
+        for (user, first) in [("niche", 2), ("fan1", 0)] {
+            let request = crate::Request { user: Some(user.into()), explain: true, ..crate::Request::default() };
+            let ctx = crate::train::context(&snapshot, &request);
+            let mut candidates = ranked();
+            let trace = rule.apply(&ctx, &mut candidates);
+            assert_eq!(candidates[0].item, first, "{user}: {trace}");
+        }
     }
 }

@@ -319,9 +319,16 @@ pub(crate) fn assemble(
 pub(crate) fn snapshot_of(items: Vec<Item>) -> Snapshot {
     let mut gathered = Gathered::default();
     items.into_iter().for_each(|item| gathered.record(Record::Item(item)));
+    snapshot_from(&gathered)
+}
+
+/// A snapshot of a gathered log as of its newest event, for stage tests.
+#[cfg(test)]
+pub(crate) fn snapshot_from(gathered: &Gathered) -> Snapshot {
     let mut quiet = |_: &str| {};
     let mut phases = Phases { progress: &mut quiet, done: Vec::new(), current: None };
-    assemble(&gathered, &EngineConfig::default(), 0, None, &mut phases)
+    let as_of = gathered.interactions.iter().map(|i| i.timestamp).max().unwrap_or(0);
+    assemble(gathered, &EngineConfig::default(), as_of, None, &mut phases)
 }
 
 /// A request context over `snapshot` for stage tests.
