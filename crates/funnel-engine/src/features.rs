@@ -113,9 +113,9 @@ pub fn compute(ctx: &RequestContext<'_>, candidates: &[Candidate], proposals: &P
     // mean user's, each source's score relative to its best in this request. A model
     // trained on a snapshot of the past (less data) then reads the same scale when serving.
     let stats = &snapshot.popularity;
-    let top = stats.order.first().map_or(0.0, |&i| stats.scores[i as usize].max(0.0).ln_1p());
-    let popularity = |item: u32| stats.scores.get(item as usize).map_or(0.0, |&s| s.max(0.0).ln_1p()) - top;
-    let most_interactions = (stats.interactions.iter().copied().max().unwrap_or(0) as f32).ln_1p();
+    let top = stats.log_top();
+    let popularity = |item: u32| stats.log_score(item) - top;
+    let most_interactions = (stats.most_interactions as f32).ln_1p();
     let histories = &snapshot.histories;
     let mean_history = histories.items.len() as f32 / histories.users.len().max(1) as f32;
     let history = ctx.request.user.as_deref().map_or(&[][..], |u| snapshot.histories.of(u));

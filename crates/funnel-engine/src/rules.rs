@@ -101,6 +101,20 @@ struct Diversity {
     depth: usize,
 }
 
+/// The lowest score and the spread of the scores (0 for none or all equal).
+fn score_range(candidates: &[Candidate]) -> (f32, f32) {
+    let (low, high) = candidates.iter().fold((f32::MAX, f32::MIN), |(l, h), c| (l.min(c.score), h.max(c.score)));
+    (low, if high > low { high - low } else { 0.0 })
+}
+
+/// What a boost or penalty is measured in: the list's score spread, 1 when it has none.
+fn boost_scale(candidates: &[Candidate]) -> f32 {
+    match score_range(candidates).1 {
+        0.0 => 1.0,
+        spread => spread,
+    }
+}
+
 fn jaccard(a: &[u32], b: &[u32]) -> f32 {
     if a.is_empty() || b.is_empty() {
         return 0.0;
@@ -118,9 +132,8 @@ impl Rule for Diversity {
         let n = self.depth.min(candidates.len());
         let catalog = &ctx.snapshot.catalog;
         let top: Vec<Candidate> = candidates.drain(..n).collect();
-        let (low, high) = top.iter().fold((f32::MAX, f32::MIN), |(l, h), c| (l.min(c.score), h.max(c.score)));
-        let relevance: Vec<f32> =
-            top.iter().map(|c| if high > low { (c.score - low) / (high - low) } else { 1.0 }).collect();
+        let (low, range) = score_range(&top);
+        let relevance: Vec<f32> = top.iter().map(|c| if range > 0.0 { (c.score - low) / range } else { 1.0 }).collect();
         let mut closest = vec![0f32; n];
         let mut placed = vec![false; n];
         let mut order = Vec::with_capacity(n);
@@ -168,8 +181,7 @@ impl Rule for Freshness {
     }
 
     fn apply(&self, ctx: &RequestContext<'_>, candidates: &mut Vec<Candidate>) -> Value {
-        let (low, high) = candidates.iter().fold((f32::MAX, f32::MIN), |(l, h), c| (l.min(c.score), h.max(c.score)));
-        let range = if high > low { high - low } else { 1.0 };
+        let range = boost_scale(candidates);
         let (mut boosted, mut future) = (0, 0);
         for candidate in candidates.iter_mut() {
             let Some(created) = ctx.snapshot.catalog.get(candidate.item).created_at else { continue };
@@ -207,18 +219,17 @@ impl Rule for PopularityPenalty {
 
     fn apply(&self, ctx: &RequestContext<'_>, candidates: &mut Vec<Candidate>) -> Value {
         let popularity = &ctx.snapshot.popularity;
-        let top = popularity.order.first().map_or(0.0, |&i| popularity.scores[i as usize].max(0.0).ln_1p());
+        let top = popularity.log_top();
         if top <= 0.0 {
             return Value::Null;
         }
-        let p = |item: u32| popularity.scores.get(item as usize).map_or(0.0, |&s| s.max(0.0).ln_1p() / top);
+        let p = |item: u32| popularity.log_score(item) / top;
         let history = ctx.request.user.as_deref().map_or(&[][..], |u| ctx.snapshot.histories.of(u));
         let taste = match history.len() {
             0 => 0.5,
             n => history.iter().map(|&i| p(i)).sum::<f32>() / n as f32,
         };
-        let (low, high) = candidates.iter().fold((f32::MAX, f32::MIN), |(l, h), c| (l.min(c.score), h.max(c.score)));
-        let range = if high > low { high - low } else { 1.0 };
+        let range = boost_scale(candidates);
         let mut penalised = 0;
         for candidate in candidates.iter_mut() {
             let gap = p(candidate.item) - taste;

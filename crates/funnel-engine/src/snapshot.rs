@@ -64,8 +64,9 @@ pub struct Popularity {
     pub scores: Vec<f32>,
     /// Item indices, most popular first (ties by index); only items with a score > 0.
     pub order: Vec<u32>,
-    /// Positive events per item (not decayed).
+    /// Positive events per item (not decayed), and the most of any item.
     pub interactions: Vec<u32>,
+    pub most_interactions: u32,
     /// Mean rating of the item (low ratings included); NaN without any.
     pub mean_rating: Vec<f32>,
 }
@@ -78,6 +79,18 @@ pub struct Histories {
     pub items: Vec<u32>,
     /// Mean rating each user gave (by user index); NaN without any.
     pub mean_rating: Vec<f32>,
+}
+
+impl Popularity {
+    /// ln(1 + the item's decayed popularity); 0 for an unknown item.
+    pub fn log_score(&self, item: u32) -> f32 {
+        self.scores.get(item as usize).map_or(0.0, |&s| s.max(0.0).ln_1p())
+    }
+
+    /// [`Popularity::log_score`] of the most popular item.
+    pub fn log_top(&self) -> f32 {
+        self.order.first().map_or(0.0, |&i| self.log_score(i))
+    }
 }
 
 impl Histories {

@@ -410,7 +410,9 @@ fn popularity(gathered: &Gathered, config: &TrainConfig, as_of: Timestamp) -> Po
         }
     }
     let mean_rating = mean_ratings(gathered, as_of, gathered.items.len(), |e| e.item);
-    Popularity { scores: scores.into_iter().map(|s| s as f32).collect(), order, interactions, mean_rating }
+    let most_interactions = interactions.iter().copied().max().unwrap_or(0);
+    let scores = scores.into_iter().map(|s| s as f32).collect();
+    Popularity { scores, order, interactions, most_interactions, mean_rating }
 }
 
 /// Per `key` (item or user index), the mean rating up to `as_of`; NaN without any.
