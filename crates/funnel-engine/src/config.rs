@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use funnel_core::EventKind;
 use funnel_text::SpellConfig;
 
 use crate::understand::EntityConfig;
@@ -121,6 +122,9 @@ pub struct TrainConfig {
     pub als_iterations: usize,
     /// Seed of any randomised training.
     pub seed: u64,
+    /// The event kind that counts as a bandit policy's reward for an impression
+    /// (`thompson`, `linucb` exploration): `click` by default.
+    pub bandit_reward: String,
     /// Learned rankers (`[train.ranker]`), for surfaces with `ranker = "gbdt"`.
     pub ranker: RankerTrainConfig,
 }
@@ -242,6 +246,17 @@ pub struct RerankConfig {
     /// `exploration = "epsilon-greedy"`: each slot takes a uniformly random remaining
     /// candidate with this probability, the best remaining one otherwise.
     pub epsilon: f32,
+    /// `thompson` and `linucb` choose the slate from this many of the ranker's best.
+    pub explore_depth: usize,
+    /// `thompson`: the Beta prior's weight in pseudo-impressions (its mean is the base
+    /// reward rate for an item, the item's posterior mean for the item within the user's
+    /// segments).
+    pub thompson_prior_strength: f64,
+    /// `thompson`: draws that estimate each shown item's propensity (Monte Carlo; the
+    /// served draw counts as one, so no shown item gets a propensity of 0).
+    pub propensity_samples: usize,
+    /// `linucb`: the width of the upper confidence bound, in standard deviations.
+    pub linucb_alpha: f64,
 }
 
 impl Default for RerankConfig {
@@ -254,6 +269,10 @@ impl Default for RerankConfig {
             popularity_penalty: 0.5,
             category_cap: 3,
             epsilon: 0.1,
+            explore_depth: 100,
+            thompson_prior_strength: 10.0,
+            propensity_samples: 200,
+            linucb_alpha: 1.0,
         }
     }
 }
@@ -330,6 +349,7 @@ impl Default for TrainConfig {
             cf_ef_search: 200,
             als_factors: 64,
             als_iterations: 15,
+            bandit_reward: "click".into(),
             seed: 42,
             ranker: RankerTrainConfig::default(),
         }
@@ -390,13 +410,24 @@ impl Default for EngineConfig {
 }
 
 /// Candidate sources the engine knows, and what a request must carry for each.
-pub(crate) const SOURCES: &[&str] =
-    &["cf", "cf-ease", "cf-item-knn", "cf-als", "content", "segment", "popular", "bm25", "dense", "similar"];
+pub(crate) const SOURCES: &[&str] = &[
+    "cf",
+    "cf-ease",
+    "cf-item-knn",
+    "cf-als",
+    "content",
+    "segment",
+    "popular",
+    "unexplored",
+    "bm25",
+    "dense",
+    "similar",
+];
 pub(crate) const CF_MODELS: &[&str] = &["auto", "ease", "item-knn", "als", "two-tower", "none"];
 pub(crate) const RANKERS: &[&str] = &["score", "gbdt"];
 pub(crate) const RULES: &[&str] =
     &["seen", "available", "safe", "dedupe", "diversity", "freshness", "popularity", "category-cap"];
-pub(crate) const EXPLORATION: &[&str] = &["none", "epsilon-greedy"];
+pub(crate) const EXPLORATION: &[&str] = &["none", "epsilon-greedy", "thompson", "linucb"];
 
 impl EngineConfig {
     /// Parses a TOML document (empty for defaults) and applies `FUNNEL__…` overrides
@@ -434,6 +465,9 @@ impl EngineConfig {
             }
         }
         one_of("train.cf_model".into(), &t.cf_model, CF_MODELS)?;
+        if EventKind::parse(&t.bandit_reward).is_none_or(|k| k == EventKind::Impression) {
+            return Err(ConfigError::new("train.bandit_reward", "must be an event kind other than `impression`"));
+        }
         if !(t.watch_seconds_unit > 0.0 && t.watch_seconds_unit.is_finite()) {
             return Err(ConfigError::new("train.watch_seconds_unit", "must be a positive number of seconds"));
         }
@@ -583,6 +617,18 @@ impl SurfaceConfig {
         // Diversity costs depth² similarity checks per request.
         if !(1..=1000).contains(&r.diversity_depth) {
             return Err(ConfigError::new(key("rerank.diversity_depth"), "must be between 1 and 1000"));
+        }
+        if !(1..=1000).contains(&r.explore_depth) {
+            return Err(ConfigError::new(key("rerank.explore_depth"), "must be between 1 and 1000"));
+        }
+        if !(r.thompson_prior_strength > 0.0 && r.thompson_prior_strength <= 1e9) {
+            return Err(ConfigError::new(key("rerank.thompson_prior_strength"), "must be > 0"));
+        }
+        if !(1..=100_000).contains(&r.propensity_samples) {
+            return Err(ConfigError::new(key("rerank.propensity_samples"), "must be between 1 and 100000"));
+        }
+        if !(r.linucb_alpha.is_finite() && r.linucb_alpha >= 0.0) {
+            return Err(ConfigError::new(key("rerank.linucb_alpha"), "must be ≥ 0"));
         }
         if !(r.freshness_half_life_days > 0.0 && r.freshness_half_life_days <= 1e6) {
             return Err(ConfigError::new(key("rerank.freshness_half_life_days"), "must be between 0 and 1000000 days"));

@@ -14,7 +14,9 @@ mod content;
 mod engine;
 mod explore;
 mod features;
+mod feedback;
 mod learn;
+mod linucb;
 mod pipeline;
 mod ranker;
 mod request;
@@ -35,12 +37,14 @@ pub use config::{
 pub use content::{ContentBuild, ContentIndex, PairScorer, TextEmbedder, content_text};
 pub use engine::{Engine, QueryEmbedder};
 pub use features::{FEATURE_VERSION, FeatureSchema, Proposals};
+pub use feedback::{Counts, Feedback};
+pub use linucb::LinUcb;
 pub use pipeline::{CandidateSource, ExplorationPolicy, Ranker, Rule};
 pub use ranker::{RankerModel, RankerReport};
 pub use request::{Request, RequestContext, Response};
 pub use segments::{Segment, Segments};
 pub use snapshot::{Manifest, Snapshot};
-pub use train::{TrainReport, build_text_index, build_vocabulary, train, train_with_embedder};
+pub use train::{TrainReport, build_text_index, build_vocabulary, snapshot_in_memory, train, train_with_embedder};
 pub use understand::{EntityConfig, EntityMode, Intent, QueryFacets, Understanding};
 
 /// Errors of the engine. The first group is the caller's to fix (a 4xx over HTTP);

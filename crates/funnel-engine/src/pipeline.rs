@@ -116,6 +116,12 @@ impl Pipeline {
                 tracing::warn!(surface, source = %format!("cf-{kind}"), "the snapshot has no such CF model (run `funnel train`): the source proposes nothing");
             }
         }
+        if config.exploration == "linucb" && snapshot.linucb.is_none() {
+            tracing::warn!(
+                surface,
+                "the snapshot has no LinUCB arms (run `funnel train`): the ranker's order is served"
+            );
+        }
         let sources = config
             .sources
             .iter()

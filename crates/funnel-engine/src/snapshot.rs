@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::cf::Collaborative;
 use crate::content::ContentIndex;
+use crate::feedback::Feedback;
+use crate::linucb::LinUcb;
 use crate::ranker::{RankerModel, RankerReport};
 use crate::segments::Segments;
 use crate::understand::QueryFacets;
@@ -22,7 +24,8 @@ use crate::{Catalog, EngineError, SearchConfig, TrainConfig};
 /// file cannot be read by new code). 2: CF with an ANN index, content vectors.
 /// 3: segments. 4: content text keys (unchanged items keep their vectors). 5: the spell
 /// corrector's vocabulary; lone letters are no longer index terms. 6: learned rankers.
-pub const FORMAT_VERSION: u32 = 6;
+/// 7: impressions and rewards per item and segment (bandit feedback).
+pub const FORMAT_VERSION: u32 = 7;
 const MANIFEST: &str = "manifest.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +117,10 @@ pub struct Snapshot {
     pub popularity: Popularity,
     pub histories: Histories,
     pub segments: Segments,
+    /// Impressions and rewards, for the bandit policies.
+    pub feedback: Feedback,
+    /// LinUCB arms, when a surface explores with `linucb`.
+    pub linucb: Option<LinUcb>,
     pub text: Bm25Index,
     /// Collaborative filtering, when the log has interactions to learn from.
     pub cf: Option<Collaborative>,
@@ -187,6 +194,7 @@ impl Snapshot {
             write_part(dir, "popularity.bin", &self.popularity)?,
             write_part(dir, "histories.bin", &self.histories)?,
             write_part(dir, "segments.bin", &self.segments)?,
+            write_part(dir, "feedback.bin", &self.feedback)?,
             write_part(dir, "text.bin", &self.text)?,
         ];
         if let Some(cf) = &self.cf {
@@ -194,6 +202,9 @@ impl Snapshot {
         }
         for (kind, cf) in &self.cf_models {
             self.manifest.files.push(write_part(dir, &format!("cf-{kind}.bin"), cf)?);
+        }
+        if let Some(linucb) = &self.linucb {
+            self.manifest.files.push(write_part(dir, "linucb.bin", linucb)?);
         }
         if let Some(content) = &self.content {
             self.manifest.files.push(write_part(dir, "content.bin", content)?);
@@ -262,6 +273,10 @@ impl Snapshot {
                 cf_models.insert(kind.to_owned(), cf);
             }
         }
+        let linucb = match manifest.files.iter().any(|f| f.name == "linucb.bin") {
+            true => Some(read_part(dir, &manifest, "linucb.bin")?),
+            false => None,
+        };
         let content = match manifest.files.iter().any(|f| f.name == "content.bin") {
             true => Some(read_part(dir, &manifest, "content.bin")?),
             false => None,
@@ -305,6 +320,8 @@ impl Snapshot {
             popularity,
             histories: read_part(dir, &manifest, "histories.bin")?,
             segments: read_part(dir, &manifest, "segments.bin")?,
+            feedback: read_part(dir, &manifest, "feedback.bin")?,
+            linucb,
             text: read_part(dir, &manifest, "text.bin")?,
             cf,
             cf_models,

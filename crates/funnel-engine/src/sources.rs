@@ -14,6 +14,7 @@ pub(crate) fn by_name(name: &str) -> Box<dyn CandidateSource> {
         "content" => Box::new(Content),
         "segment" => Box::new(SegmentPopular),
         "popular" => Box::new(Popular),
+        "unexplored" => Box::new(Unexplored),
         "bm25" => Box::new(Bm25),
         "dense" => Box::new(Dense),
         "similar" => Box::new(SimilarText),
@@ -102,7 +103,7 @@ impl CandidateSource for SegmentPopular {
 }
 
 /// The segments of the request's user and context.
-fn matching_segments(ctx: &RequestContext<'_>) -> Vec<u32> {
+pub(crate) fn matching_segments(ctx: &RequestContext<'_>) -> Vec<u32> {
     let snapshot = ctx.snapshot;
     let user = ctx.request.user.as_deref().and_then(|u| snapshot.histories.users.get(u).copied());
     snapshot.segments.matching(user, &ctx.request.context)
@@ -124,6 +125,29 @@ impl CandidateSource for Popular {
             .filter(|&&item| ctx.eligible(item))
             .take(limit)
             .map(|&item| Candidate::new(item, self.name(), popularity.scores[item as usize]))
+            .collect()
+    }
+}
+
+/// The items shown least so far (fewest impressions in the snapshot), scored
+/// 1 / (1 + impressions): candidates for an exploration policy to try, which the other
+/// sources never propose because nobody has interacted with them yet. Weight it low: a
+/// greedy ranker then leaves them below the slate.
+struct Unexplored;
+
+impl CandidateSource for Unexplored {
+    fn name(&self) -> &'static str {
+        "unexplored"
+    }
+
+    fn generate(&self, ctx: &RequestContext<'_>, limit: usize) -> Vec<Candidate> {
+        let feedback = &ctx.snapshot.feedback;
+        feedback
+            .least_shown
+            .iter()
+            .filter(|&&item| ctx.eligible(item))
+            .take(limit)
+            .map(|&item| Candidate::new(item, self.name(), 1.0 / (1.0 + feedback.item(item).shown as f32)))
             .collect()
     }
 }

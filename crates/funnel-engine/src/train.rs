@@ -10,6 +10,8 @@ use funnel_text::{AnalyzerConfig, Bm25Index, Bm25Params, DocText, Speller, Vocab
 
 use crate::cf::{Collaborative, TowerFeatures};
 use crate::content::{ContentBuild, ContentIndex, TextEmbedder};
+use crate::feedback::Feedback;
+use crate::linucb::LinUcb;
 use crate::segments::{SegmentInput, Segments};
 use crate::snapshot::{FORMAT_VERSION, Histories, Manifest, Popularity};
 use crate::understand::QueryFacets;
@@ -243,6 +245,26 @@ pub fn train_with_embedder(
     })
 }
 
+/// A snapshot of `records` as of `as_of` (default: the newest event's time), built in
+/// memory and written nowhere, learned rankers included (content vectors are not): for
+/// simulations and tools that retrain often.
+pub fn snapshot_in_memory(
+    records: impl IntoIterator<Item = Record>,
+    config: &EngineConfig,
+    as_of: Option<Timestamp>,
+) -> Result<Snapshot, EngineError> {
+    let mut gathered = Gathered::default();
+    records.into_iter().for_each(|record| gathered.record(record));
+    let as_of = as_of.unwrap_or_else(|| gathered.interactions.iter().map(|i| i.timestamp).max().unwrap_or(0));
+    let mut quiet = |_: &str| {};
+    let mut phases = Phases { progress: &mut quiet, done: Vec::new(), current: None };
+    let rankers = crate::learn::train_rankers(&mut gathered, config, as_of, &mut None, &mut phases)?;
+    let mut snapshot = assemble(&gathered, config, as_of, None, &mut phases);
+    snapshot.manifest.rankers = rankers.iter().map(|(surface, r)| (surface.clone(), r.report.clone())).collect();
+    snapshot.rankers = rankers;
+    Ok(snapshot)
+}
+
 /// Every model and index of a snapshot as of `as_of` (events after it are ignored), not
 /// yet written; `manifest.id` is left empty.
 pub(crate) fn assemble(
@@ -257,6 +279,13 @@ pub(crate) fn assemble(
     let popularity = popularity(gathered, &config.train, as_of);
     let histories = histories(gathered, as_of);
     let segments = segments(gathered, config, as_of);
+    let reward = EventKind::parse(&config.train.bandit_reward).unwrap_or(EventKind::Click);
+    let feedback = Feedback::build(gathered, &segments, reward, as_of);
+    let linucb = config
+        .surfaces
+        .values()
+        .any(|s| s.exploration == "linucb")
+        .then(|| LinUcb::fit(gathered, &segments, reward, as_of));
     phases.start("collaborative filtering");
     let features = TowerFeatures {
         content: content.as_ref(),
@@ -303,6 +332,8 @@ pub(crate) fn assemble(
         popularity,
         histories,
         segments,
+        feedback,
+        linucb,
         text,
         cf,
         cf_models,

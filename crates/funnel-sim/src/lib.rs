@@ -7,8 +7,10 @@
 //!
 //! The history generator plays a uniformly random logging policy, so the propensity of
 //! every impression is known exactly: an item lands in a given slot with probability
-//! 1 / (catalog size).
+//! 1 / (catalog size). [`closed_loop`] instead lets Funnel's own policies choose the
+//! slates, round after round, retraining in between.
 
+pub mod closed_loop;
 mod words;
 
 use funnel_core::{Event, EventContext, EventKind, Item, Timestamp, User};
@@ -138,40 +140,75 @@ impl World {
         let propensity = 1.0 / self.items.len() as f64;
         let all: Vec<usize> = (0..self.items.len()).collect();
         let mut events = Vec::new();
-        for (user, sim_user) in self.users.iter().enumerate() {
+        for user in 0..self.users.len() {
             for session in 0..config.sessions_per_user {
                 let at = config.start + rng.random_range(0..span);
                 let slate: Vec<usize> = all.choose_multiple(&mut rng, config.slate_size).copied().collect();
-                let request_id = format!("r{user}-{session}");
-                for (reaction, &item) in self.react(user, &slate, &mut rng).iter().zip(&slate) {
-                    let event = |kind, value, offset| Event {
-                        user: sim_user.user.id.clone(),
-                        item: self.items[item].item.id.clone(),
-                        kind,
-                        value,
-                        timestamp: at + offset,
-                        context: EventContext {
-                            request_id: Some(request_id.clone()),
-                            surface: Some("home".into()),
-                            position: Some(reaction.position),
-                            propensity: Some(propensity),
-                            arm: None,
-                        },
-                    };
-                    events.push(event(EventKind::Impression, None, 0));
-                    if reaction.clicked {
-                        events.push(event(EventKind::Click, None, 1));
-                        events.push(event(EventKind::Watch, Some(reaction.watch_seconds), 2));
-                    }
-                    if reaction.purchased {
-                        events.push(event(EventKind::Purchase, Some(self.items[item].price), 3));
-                    }
-                }
+                let reactions = self.react(user, &slate, &mut rng);
+                let shown = Shown { user, at, request_id: format!("r{user}-{session}"), surface: "home" };
+                let propensities = vec![propensity; slate.len()];
+                events.extend(self.events(&shown, &slate, &propensities, &reactions));
             }
         }
         events.sort_by_key(|e| e.timestamp);
         events
     }
+
+    /// The events a slate and the user's reactions to it leave in the log: an impression
+    /// per slot (with its position and propensity), and the click, watch and purchase
+    /// that followed.
+    pub fn events(
+        &self,
+        shown: &Shown<'_>,
+        slate: &[usize],
+        propensities: &[f64],
+        reactions: &[Reaction],
+    ) -> Vec<Event> {
+        let mut events = Vec::new();
+        for ((reaction, &item), &propensity) in reactions.iter().zip(slate).zip(propensities) {
+            let event = |kind, value, offset| Event {
+                user: self.users[shown.user].user.id.clone(),
+                item: self.items[item].item.id.clone(),
+                kind,
+                value,
+                timestamp: shown.at + offset,
+                context: EventContext {
+                    request_id: Some(shown.request_id.clone()),
+                    surface: Some(shown.surface.into()),
+                    position: Some(reaction.position),
+                    propensity: Some(propensity),
+                    arm: None,
+                },
+            };
+            events.push(event(EventKind::Impression, None, 0));
+            if reaction.clicked {
+                events.push(event(EventKind::Click, None, 1));
+                events.push(event(EventKind::Watch, Some(reaction.watch_seconds), 2));
+            }
+            if reaction.purchased {
+                events.push(event(EventKind::Purchase, Some(self.items[item].price), 3));
+            }
+        }
+        events
+    }
+
+    /// Tastes change: every item's quality takes a random step of standard deviation
+    /// `sd` (log-odds), so yesterday's hits fade and overlooked items rise.
+    pub fn drift(&mut self, sd: f64, rng: &mut impl Rng) {
+        if sd > 0.0 {
+            let step = Normal::new(0.0, sd).expect("valid normal");
+            self.items.iter_mut().for_each(|item| item.quality += step.sample(rng));
+        }
+    }
+}
+
+/// Who was shown a slate, when, and by which request and surface.
+#[derive(Debug, Clone)]
+pub struct Shown<'a> {
+    pub user: usize,
+    pub at: Timestamp,
+    pub request_id: String,
+    pub surface: &'a str,
 }
 
 fn sim_item(i: usize, config: &SimConfig, centroids: &[Vec<f64>], rng: &mut StdRng) -> SimItem {

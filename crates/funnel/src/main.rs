@@ -17,6 +17,7 @@ mod import;
 mod output;
 mod quickstart;
 mod serve;
+mod simulate;
 mod train;
 
 use std::process::ExitCode;
@@ -77,6 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => output::search(&data, &config, args),
         Command::Similar(args) => output::similar(&data, &config, args),
         Command::Quickstart(args) => quickstart::run(&data, config, &args),
+        Command::Simulate(args) => simulate::run(&config, &args),
         Command::Eval(command) => eval::run(&data, &config, command),
         Command::Split(args) => eval::split(&args),
         Command::Embed(args) => embed(&args),
