@@ -257,6 +257,30 @@ pub struct RerankConfig {
     pub propensity_samples: usize,
     /// `linucb`: the width of the upper confidence bound, in standard deviations.
     pub linucb_alpha: f64,
+    /// `boost`: business boosts, each adding `boost` × the list's score range to the
+    /// items it names (an item id or a category; negative buries).
+    pub boosts: Vec<BoostConfig>,
+    /// Items pinned at a position (1 = top) of every slate of the surface, after
+    /// exploration (which fills the other positions), unless unavailable, unsafe, or seen
+    /// by the user on a surface with the `seen` rule.
+    pub pins: Vec<PinConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoostConfig {
+    #[serde(default)]
+    pub item: Option<String>,
+    #[serde(default)]
+    pub category: Option<String>,
+    pub boost: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinConfig {
+    pub item: String,
+    pub position: usize,
 }
 
 impl Default for RerankConfig {
@@ -273,6 +297,8 @@ impl Default for RerankConfig {
             thompson_prior_strength: 10.0,
             propensity_samples: 200,
             linucb_alpha: 1.0,
+            boosts: Vec::new(),
+            pins: Vec::new(),
         }
     }
 }
@@ -426,7 +452,7 @@ pub(crate) const SOURCES: &[&str] = &[
 pub(crate) const CF_MODELS: &[&str] = &["auto", "ease", "item-knn", "als", "two-tower", "none"];
 pub(crate) const RANKERS: &[&str] = &["score", "gbdt"];
 pub(crate) const RULES: &[&str] =
-    &["seen", "available", "safe", "dedupe", "diversity", "freshness", "popularity", "category-cap"];
+    &["seen", "available", "safe", "dedupe", "diversity", "freshness", "popularity", "boost", "category-cap"];
 pub(crate) const EXPLORATION: &[&str] = &["none", "epsilon-greedy", "thompson", "linucb"];
 
 impl EngineConfig {
@@ -635,7 +661,7 @@ impl SurfaceConfig {
         }
         // Rules that re-sort by score would undo the ones that only reorder.
         let at = |rule: &str| self.rules.iter().position(|r| r == rule);
-        for sorter in ["freshness", "popularity"] {
+        for sorter in ["freshness", "popularity", "boost"] {
             for orderer in ["diversity", "category-cap"] {
                 if let (Some(o), Some(s)) = (at(orderer), at(sorter))
                     && s > o
@@ -652,6 +678,31 @@ impl SurfaceConfig {
         }
         if !(r.popularity_penalty.is_finite() && r.popularity_penalty >= 0.0) {
             return Err(ConfigError::new(key("rerank.popularity_penalty"), "must be ≥ 0"));
+        }
+        for (i, boost) in r.boosts.iter().enumerate() {
+            let field = |name: &str| key(&format!("rerank.boosts[{i}].{name}"));
+            match (&boost.item, &boost.category) {
+                (Some(id), None) | (None, Some(id)) if !id.trim().is_empty() => {}
+                _ => return Err(ConfigError::new(field("item"), "name exactly one of `item` or `category`")),
+            }
+            if !(boost.boost.is_finite() && boost.boost.abs() <= 1000.0) {
+                return Err(ConfigError::new(field("boost"), "must be a number between -1000 and 1000"));
+            }
+        }
+        if !r.boosts.is_empty() && at("boost").is_none() {
+            return Err(ConfigError::new(key("rerank.boosts"), "set, but `boost` is not in the surface's rules"));
+        }
+        for (i, pin) in r.pins.iter().enumerate() {
+            let field = |name: &str| key(&format!("rerank.pins[{i}].{name}"));
+            if pin.item.trim().is_empty() {
+                return Err(ConfigError::new(field("item"), "must name an item id"));
+            }
+            if !(1..=crate::request::MAX_K).contains(&pin.position) {
+                return Err(ConfigError::new(field("position"), "must be between 1 (the top) and 1000"));
+            }
+            if r.pins[..i].iter().any(|p| p.position == pin.position || p.item == pin.item) {
+                return Err(ConfigError::new(field("position"), "another pin has this position or item"));
+            }
         }
         if r.category_cap == 0 {
             return Err(ConfigError::new(key("rerank.category_cap"), "must be ≥ 1"));

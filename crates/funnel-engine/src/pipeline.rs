@@ -8,7 +8,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
 
-use crate::config::Merge;
+use crate::config::{Merge, PinConfig};
 use crate::features::{self, Proposals};
 use crate::{EngineError, Intent, RequestContext, Snapshot, SurfaceConfig, explore, ranker, rules, sources};
 
@@ -56,6 +56,10 @@ pub(crate) struct Pipeline {
     ranker: Box<dyn Ranker>,
     rules: Vec<Box<dyn Rule>>,
     exploration: Box<dyn ExplorationPolicy>,
+    /// By position.
+    pins: Vec<PinConfig>,
+    /// Whether pins skip items the user has seen (the surface has the `seen` rule).
+    pins_skip_seen: bool,
     max_candidates: usize,
     merge: Merge,
     rrf_k: f32,
@@ -132,6 +136,12 @@ impl Pipeline {
             ranker: ranker::by_name(surface, config, snapshot)?,
             rules: config.rules.iter().map(|r| rules::by_name(r, &config.rerank)).collect(),
             exploration: explore::by_name(&config.exploration, &config.rerank),
+            pins: {
+                let mut pins = config.rerank.pins.clone();
+                pins.sort_by_key(|p| p.position);
+                pins
+            },
+            pins_skip_seen: config.rules.iter().any(|r| r == "seen"),
             max_candidates: config.max_candidates,
             merge: config.merge,
             rrf_k: config.rrf_k,
@@ -173,13 +183,55 @@ impl Pipeline {
         }
 
         let started = Instant::now();
+        let (pinned, skipped) = self.take_pins(ctx, &mut candidates);
         let input = candidates.len();
         let mut rng = StdRng::seed_from_u64(ctx.request.seed);
-        let slate = self.exploration.choose(ctx, candidates, ctx.request.k, &mut rng);
+        let mut slate = self.exploration.choose(ctx, candidates, ctx.request.k - pinned.len(), &mut rng);
         stages.record("explore", self.exploration.name(), started, (input, slate.len()), || {
             json!({ "slate": describe(ctx, &slate, slate.len()), "propensities": slate.iter().map(|c| c.propensity).collect::<Vec<_>>() })
         });
+        if !self.pins.is_empty() {
+            let started = Instant::now();
+            let input = slate.len();
+            let placed: Vec<(usize, u32)> = pinned.iter().map(|(p, c)| (*p, c.item)).collect();
+            for (position, candidate) in pinned {
+                slate.insert((position - 1).min(slate.len()), candidate);
+            }
+            stages.record("rules", "pin", started, (input, slate.len()), || {
+                let id = |item: u32| ctx.snapshot.catalog.get(item).id.clone();
+                json!({ "pinned": placed.iter().map(|&(p, i)| json!({ "id": id(i), "position": p })).collect::<Vec<_>>(), "skipped": skipped })
+            });
+        }
         slate
+    }
+
+    /// The pins that apply to this request, with their positions, taken out of
+    /// `candidates` (a pinned item keeps its score if it was a candidate, else takes the
+    /// best score); and the ids of pins skipped (unknown, unservable or seen).
+    fn take_pins(
+        &self,
+        ctx: &RequestContext<'_>,
+        candidates: &mut Vec<Candidate>,
+    ) -> (Vec<(usize, Candidate)>, Vec<String>) {
+        let (mut pinned, mut skipped) = (Vec::new(), Vec::new());
+        let best = candidates.first().map_or(0.0, |c| c.score);
+        for pin in self.pins.iter().filter(|p| p.position <= ctx.request.k) {
+            let item = ctx.snapshot.catalog.index_of(&pin.item).filter(|&i| {
+                ctx.snapshot.catalog.servable(i)
+                    && Some(i) != ctx.item
+                    && !(self.pins_skip_seen && ctx.seen.contains(&i))
+            });
+            let Some(item) = item else {
+                skipped.push(pin.item.clone());
+                continue;
+            };
+            let candidate = match candidates.iter().position(|c| c.item == item) {
+                Some(at) => candidates.remove(at),
+                None => Candidate { score: best, ..Candidate::new(item, "pin", best) },
+            };
+            pinned.push((pin.position, Candidate { propensity: 1.0, ..candidate }));
+        }
+        (pinned, skipped)
     }
 
     /// The merged candidates (before ranking) and their ranker features: what a learned

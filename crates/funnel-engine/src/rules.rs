@@ -4,7 +4,7 @@ use funnel_core::Candidate;
 use rustc_hash::FxHashSet;
 use serde_json::{Value, json};
 
-use crate::config::RerankConfig;
+use crate::config::{BoostConfig, RerankConfig};
 use crate::{RequestContext, Rule};
 
 /// At most this many dropped ids are listed in a trace.
@@ -25,6 +25,7 @@ pub(crate) fn by_name(name: &str, config: &RerankConfig) -> Box<dyn Rule> {
         }),
         "popularity" => Box::new(PopularityPenalty { strength: config.popularity_penalty }),
         "category-cap" => Box::new(CategoryCap { cap: config.category_cap }),
+        "boost" => Box::new(Boost { boosts: config.boosts.clone() }),
         other => unreachable!("config validation admits only known rules, got {other}"),
     }
 }
@@ -201,6 +202,51 @@ impl Rule for Freshness {
             return Value::Null;
         }
         json!({ "boosted": boosted, "created_later": future, "half_life_days": self.half_life_seconds / 86_400.0, "boost": self.boost })
+    }
+}
+
+/// Business boosts: each candidate gains the `boost` of every entry naming it (its id or
+/// one of its categories) × the list's score range; then the list is re-sorted by score
+/// (stable).
+struct Boost {
+    boosts: Vec<BoostConfig>,
+}
+
+impl Rule for Boost {
+    fn name(&self) -> &'static str {
+        "boost"
+    }
+
+    fn apply(&self, ctx: &RequestContext<'_>, candidates: &mut Vec<Candidate>) -> Value {
+        let catalog = &ctx.snapshot.catalog;
+        // (item or category index, boost); names the snapshot does not know match nothing.
+        let mut by_item: Vec<(u32, f32)> = Vec::new();
+        let mut by_category: Vec<(u32, f32)> = Vec::new();
+        for boost in &self.boosts {
+            if let Some(item) = boost.item.as_deref().and_then(|id| catalog.index_of(id)) {
+                by_item.push((item, boost.boost));
+            }
+            if let Some(name) = &boost.category {
+                let found = (0..catalog.n_categories() as u32).find(|&c| catalog.category_name(c) == name);
+                by_category.extend(found.map(|c| (c, boost.boost)));
+            }
+        }
+        let range = boost_scale(candidates);
+        let mut boosted = 0;
+        for candidate in candidates.iter_mut() {
+            let categories = &catalog.get(candidate.item).categories;
+            let total: f32 = by_item.iter().filter(|(item, _)| *item == candidate.item).map(|(_, b)| b).sum::<f32>()
+                + by_category.iter().filter(|(c, _)| categories.contains(c)).map(|(_, b)| b).sum::<f32>();
+            if total != 0.0 {
+                candidate.score += total * range;
+                boosted += 1;
+            }
+        }
+        candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+        if !ctx.request.explain {
+            return Value::Null;
+        }
+        json!({ "boosted": boosted, "score_range": range, "rules": by_item.len() + by_category.len() })
     }
 }
 

@@ -549,3 +549,79 @@ fn learned_rankers_need_users_with_later_events() {
     let error = train(&log.reader(), &snapshots, &config, None, &mut |_| {}).unwrap_err().to_string();
     assert!(error.contains("train.ranker") && error.contains("score"), "{error}");
 }
+
+#[test]
+fn boosts_lift_named_categories_and_pins_hold_their_position_through_exploration() {
+    let mut records: Vec<Record> = Vec::new();
+    for (id, category, available) in
+        [("a", "x", true), ("b", "y", true), ("c", "x", true), ("d", "y", false), ("f", "y", true)]
+    {
+        let mut item = titled(id, &format!("title {id}"), &[category]);
+        item.available = available;
+        records.push(Record::Item(item));
+    }
+    for (item, count) in [("a", 5), ("b", 4), ("c", 3), ("d", 6), ("f", 2)] {
+        records.extend((0..count).map(|n| click(&format!("u{n}"), item, 1000 + n)));
+    }
+    let mut config = EngineConfig::load(
+        r#"
+        [surfaces.home]
+        sources = [{ name = "popular" }]
+        rules = ["seen", "available", "safe", "dedupe", "boost"]
+        [surfaces.home.rerank]
+        boosts = [{ category = "y", boost = 2.0 }, { item = "nowhere", boost = 1.0 }]
+        pins = [{ item = "c", position = 1 }, { item = "d", position = 2 }]
+        "#,
+        [],
+    )
+    .unwrap();
+    let snapshot = Arc::new(crate::snapshot_in_memory(records.clone(), &config, None).unwrap());
+    let engine = Engine::new(snapshot.clone(), &config).unwrap();
+    let explained = engine.run(&Request { explain: true, ..request("home") }).unwrap();
+    // b and f (category y) rise above a; c is pinned first; d (unavailable) is skipped.
+    assert_eq!(ids(&explained), ["c", "b", "f", "a"]);
+    let stages = &explained.trace.as_ref().unwrap().stages;
+    let pin = stages.iter().find(|s| s.component == "pin").expect("a pin stage");
+    assert_eq!(pin.details["skipped"], serde_json::json!(["d"]));
+    // u4 clicked only a (seen): the slate keeps the pin, drops a.
+    let u4 = engine.run(&Request { user: Some("u4".into()), ..request("home") }).unwrap();
+    assert_eq!(ids(&u4), ["c", "b", "f"]);
+    // A pin the user has seen is skipped: u0 clicked c.
+    let u0 = engine.run(&Request { user: Some("u0".into()), k: 2, ..request("home") }).unwrap();
+    assert!(!ids(&u0).contains(&"c"), "{:?}", ids(&u0));
+    // Under uniform exploration the pin stays first with propensity 1; the rest move.
+    config.surfaces.get_mut("home").unwrap().exploration = "epsilon-greedy".into();
+    config.surfaces.get_mut("home").unwrap().rerank.epsilon = 1.0;
+    let engine = Engine::new(snapshot, &config).unwrap();
+    let mut seconds = std::collections::BTreeSet::new();
+    for seed in 0..40 {
+        let slate = engine.run(&Request { seed, k: 3, ..request("home") }).unwrap();
+        assert_eq!((slate.items[0].id.as_str(), slate.items[0].propensity), ("c", 1.0));
+        assert_eq!(slate.items.len(), 3);
+        seconds.insert(slate.items[1].id.clone());
+    }
+    assert!(seconds.len() >= 2, "{seconds:?}");
+}
+
+#[test]
+fn boost_and_pin_settings_are_checked() {
+    let error = |text: &str| EngineConfig::load(text, []).unwrap_err().to_string();
+    let home = "[surfaces.home]\nsources = [{ name = \"popular\" }]\n";
+    assert!(
+        error(&format!("{home}[surfaces.home.rerank]\nboosts = [{{ category = \"y\", boost = 1.0 }}]"))
+            .contains("`boost` is not in the surface's rules")
+    );
+    let with_rule = format!("{home}rules = [\"boost\"]\n[surfaces.home.rerank]\n");
+    assert!(error(&format!("{with_rule}boosts = [{{ boost = 1.0 }}]")).contains("boosts[0].item"));
+    assert!(
+        error(&format!("{with_rule}boosts = [{{ item = \"a\", category = \"y\", boost = 1.0 }}]"))
+            .contains("exactly one")
+    );
+    assert!(error(&format!("{with_rule}pins = [{{ item = \"a\", position = 0 }}]")).contains("pins[0].position"));
+    assert!(
+        error(&format!("{with_rule}pins = [{{ item = \"a\", position = 1 }}, {{ item = \"b\", position = 1 }}]"))
+            .contains("pins[1].position")
+    );
+    let sorted_after = "[surfaces.home]\nsources = [{ name = \"popular\" }]\nrules = [\"category-cap\", \"boost\"]\n";
+    assert!(error(sorted_after).contains("would undo"));
+}
