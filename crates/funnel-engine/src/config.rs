@@ -234,6 +234,10 @@ pub struct RerankConfig {
     pub diversity_lambda: f32,
     /// `diversity` reorders this many of the top candidates.
     pub diversity_depth: usize,
+    /// What `diversity` calls similar: `categories` (Jaccard of the category sets) or
+    /// `content` (cosine of the items' content vectors, floored at 0; categories for a
+    /// snapshot without vectors).
+    pub diversity_similarity: String,
     /// `freshness`: an item's score gains `freshness_boost` × 2^(−age / half-life).
     pub freshness_half_life_days: f64,
     pub freshness_boost: f32,
@@ -288,6 +292,7 @@ impl Default for RerankConfig {
         Self {
             diversity_lambda: 0.7,
             diversity_depth: 100,
+            diversity_similarity: "categories".into(),
             freshness_half_life_days: 14.0,
             freshness_boost: 0.2,
             popularity_penalty: 0.5,
@@ -453,7 +458,7 @@ pub(crate) const CF_MODELS: &[&str] = &["auto", "ease", "item-knn", "als", "two-
 pub(crate) const RANKERS: &[&str] = &["score", "gbdt"];
 pub(crate) const RULES: &[&str] =
     &["seen", "available", "safe", "dedupe", "diversity", "freshness", "popularity", "boost", "category-cap"];
-pub(crate) const EXPLORATION: &[&str] = &["none", "epsilon-greedy", "thompson", "linucb"];
+pub(crate) const EXPLORATION: &[&str] = &["none", "epsilon-greedy", "bandit-greedy", "thompson", "linucb"];
 
 impl EngineConfig {
     /// Parses a TOML document (empty for defaults) and applies `FUNNEL__…` overrides
@@ -644,17 +649,39 @@ impl SurfaceConfig {
         if !(1..=1000).contains(&r.diversity_depth) {
             return Err(ConfigError::new(key("rerank.diversity_depth"), "must be between 1 and 1000"));
         }
+        one_of(key("rerank.diversity_similarity"), &r.diversity_similarity, &["categories", "content"])?;
         if !(1..=1000).contains(&r.explore_depth) {
             return Err(ConfigError::new(key("rerank.explore_depth"), "must be between 1 and 1000"));
         }
-        if !(r.thompson_prior_strength > 0.0 && r.thompson_prior_strength <= 1e9) {
-            return Err(ConfigError::new(key("rerank.thompson_prior_strength"), "must be > 0"));
+        if !(r.thompson_prior_strength >= 1e-3 && r.thompson_prior_strength <= 1e9) {
+            return Err(ConfigError::new(key("rerank.thompson_prior_strength"), "must be between 0.001 and 1e9"));
         }
-        if !(1..=100_000).contains(&r.propensity_samples) {
-            return Err(ConfigError::new(key("rerank.propensity_samples"), "must be between 1 and 100000"));
+        if !(10..=100_000).contains(&r.propensity_samples) {
+            return Err(ConfigError::new(key("rerank.propensity_samples"), "must be between 10 and 100000"));
         }
-        if !(r.linucb_alpha.is_finite() && r.linucb_alpha >= 0.0) {
-            return Err(ConfigError::new(key("rerank.linucb_alpha"), "must be ≥ 0"));
+        // Each Thompson request keeps samples × depth item indices.
+        if r.propensity_samples * r.explore_depth > 2_000_000 {
+            return Err(ConfigError::new(
+                key("rerank.propensity_samples"),
+                format!("× explore_depth ({}) must be at most 2000000", r.explore_depth),
+            ));
+        }
+        if !(0.0..=1000.0).contains(&r.linucb_alpha) {
+            return Err(ConfigError::new(key("rerank.linucb_alpha"), "must be between 0 and 1000"));
+        }
+        // A bandit re-chooses the slate from the top candidates by its own estimates, so a
+        // rule that promises an order or a mix within the slate would be undone.
+        if ["bandit-greedy", "thompson", "linucb"].contains(&self.exploration.as_str())
+            && let Some(rule) = ["diversity", "category-cap"].iter().find(|rule| self.rules.iter().any(|r| r == *rule))
+        {
+            return Err(ConfigError::new(
+                key("exploration"),
+                format!(
+                    "`{}` chooses the slate from the best `explore_depth` candidates by its own estimates and would \
+                     undo `{rule}`: drop one of them",
+                    self.exploration
+                ),
+            ));
         }
         if !(r.freshness_half_life_days > 0.0 && r.freshness_half_life_days <= 1e6) {
             return Err(ConfigError::new(key("rerank.freshness_half_life_days"), "must be between 0 and 1000000 days"));

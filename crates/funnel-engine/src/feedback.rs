@@ -1,6 +1,9 @@
 //! What the bandit policies learn from: how often each item was shown (impressions) and
 //! rewarded (events of the kind `train.bandit_reward`, a click by default), overall and
-//! within each user segment.
+//! within each user segment. A reward counts only against an earlier impression of the
+//! same item to the same user that no reward has claimed yet: a click from a search the
+//! log has no impression of, or a second click on one impression, says nothing about how
+//! often a shown item is taken.
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -10,20 +13,48 @@ use funnel_core::{EventKind, Timestamp};
 use crate::segments::Segments;
 use crate::train::Gathered;
 
-/// Shown and rewarded counts.
+/// Shown and rewarded counts (rewarded ≤ shown).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
-    pub shown: u32,
-    /// At most `shown`: a reward without an impression (a rating imported without the
-    /// slate it came from) says nothing about a policy's slates.
-    pub rewarded: u32,
+    pub shown: u64,
+    pub rewarded: u64,
 }
 
 impl Counts {
     fn add(&mut self, other: Counts) {
-        self.shown += other.shown;
-        self.rewarded += other.rewarded;
+        self.shown = self.shown.saturating_add(other.shown);
+        self.rewarded = self.rewarded.saturating_add(other.rewarded);
     }
+}
+
+/// (user, item, is a reward) of every impression, and of every reward matched to an
+/// earlier unclaimed impression, up to `as_of`, in time order.
+pub(crate) fn bandit_events(
+    gathered: &Gathered,
+    reward: EventKind,
+    as_of: Timestamp,
+) -> impl Iterator<Item = (u32, u32, bool)> + '_ {
+    let mut order: Vec<usize> = (0..gathered.interactions.len())
+        .filter(|&i| {
+            let e = &gathered.interactions[i];
+            e.timestamp <= as_of && (e.kind == EventKind::Impression || e.kind == reward)
+        })
+        .collect();
+    // Stable: an impression logged before its click at the same second stays first.
+    order.sort_by_key(|&i| gathered.interactions[i].timestamp);
+    let mut unclaimed: FxHashMap<(u32, u32), u32> = FxHashMap::default();
+    order.into_iter().filter_map(move |i| {
+        let e = &gathered.interactions[i];
+        let open = unclaimed.entry((e.user, e.item)).or_default();
+        if e.kind == EventKind::Impression {
+            *open += 1;
+            return Some((e.user, e.item, false));
+        }
+        (*open > 0).then(|| {
+            *open -= 1;
+            (e.user, e.item, true)
+        })
+    })
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -45,25 +76,16 @@ impl Feedback {
     /// Counts of every event up to `as_of`; segments by the users' stored attributes.
     pub(crate) fn build(gathered: &Gathered, segments: &Segments, reward: EventKind, as_of: Timestamp) -> Self {
         let of_users = segments.of_users();
-        let mut items = vec![(0u32, 0u32); gathered.items.len()];
-        let mut pairs: FxHashMap<(u32, u32), (u32, u32)> = FxHashMap::default();
-        for event in gathered.interactions.iter().filter(|e| e.timestamp <= as_of) {
-            let (shown, rewarded) = match event.kind {
-                EventKind::Impression => (1, 0),
-                kind if kind == reward => (0, 1),
-                _ => continue,
-            };
-            let slot = &mut items[event.item as usize];
-            *slot = (slot.0 + shown, slot.1 + rewarded);
-            for &segment in of_users.get(event.user as usize).map_or(&[][..], Vec::as_slice) {
-                let pair = pairs.entry((segment, event.item)).or_default();
-                *pair = (pair.0 + shown, pair.1 + rewarded);
+        let mut items = vec![Counts::default(); gathered.items.len()];
+        let mut pairs: FxHashMap<(u32, u32), Counts> = FxHashMap::default();
+        for (user, item, is_reward) in bandit_events(gathered, reward, as_of) {
+            let one = Counts { shown: u64::from(!is_reward), rewarded: u64::from(is_reward) };
+            items[item as usize].add(one);
+            for &segment in of_users.get(user as usize).map_or(&[][..], Vec::as_slice) {
+                pairs.entry((segment, item)).or_default().add(one);
             }
         }
-        let counts = |(shown, rewarded): (u32, u32)| Counts { shown, rewarded: rewarded.min(shown) };
-        let items: Vec<Counts> = items.into_iter().map(counts).collect();
-        let mut by_segment: Vec<((u32, u32), Counts)> =
-            pairs.into_iter().filter(|(_, (shown, _))| *shown > 0).map(|(key, c)| (key, counts(c))).collect();
+        let mut by_segment: Vec<((u32, u32), Counts)> = pairs.into_iter().collect();
         by_segment.sort_unstable_by_key(|(key, _)| *key);
         let mut total = Counts::default();
         items.iter().for_each(|c| total.add(*c));
@@ -81,21 +103,24 @@ impl Feedback {
         self.items.get(item as usize).copied().unwrap_or_default()
     }
 
-    /// The item's counts summed over `segments`.
-    pub fn in_segments(&self, item: u32, segments: &[u32]) -> Counts {
+    /// The item's counts within `segments`, averaged over them: a user in several
+    /// segments (a country and an age band) contributes to each, so summing would count
+    /// the same impressions several times. (shown, rewarded) as real numbers.
+    pub fn in_segments(&self, item: u32, segments: &[u32]) -> (f64, f64) {
         let mut sum = Counts::default();
         for &segment in segments {
             if let Ok(at) = self.by_segment.binary_search_by_key(&(segment, item), |(key, _)| *key) {
                 sum.add(self.by_segment[at].1);
             }
         }
-        sum
+        let n = segments.len().max(1) as f64;
+        (sum.shown as f64 / n, sum.rewarded as f64 / n)
     }
 
     /// The reward rate of all impressions, with one reward in two impressions as a prior
     /// (so an empty log gives 0.5).
     pub fn base_rate(&self) -> f64 {
-        (f64::from(self.total.rewarded) + 1.0) / (f64::from(self.total.shown) + 2.0)
+        (self.total.rewarded as f64 + 1.0) / (self.total.shown as f64 + 2.0)
     }
 
     /// The Beta posterior (α, β) of the item's reward rate: a prior of `strength`
@@ -104,10 +129,11 @@ impl Feedback {
     /// for the item's counts within the segments. An item × segment with little data
     /// thus falls back to the item, and an item with little data to the base rate.
     pub fn posterior(&self, item: u32, segments: &[u32], strength: f64) -> (f64, f64) {
-        let update = |mean: f64, c: Counts| {
-            (strength * mean + f64::from(c.rewarded), strength * (1.0 - mean) + f64::from(c.shown - c.rewarded))
+        let update = |mean: f64, (shown, rewarded): (f64, f64)| {
+            (strength * mean + rewarded, strength * (1.0 - mean) + (shown - rewarded))
         };
-        let (a, b) = update(self.base_rate(), self.item(item));
+        let overall = self.item(item);
+        let (a, b) = update(self.base_rate(), (overall.shown as f64, overall.rewarded as f64));
         if segments.is_empty() {
             return (a, b);
         }
@@ -169,8 +195,11 @@ pub(crate) mod tests {
         assert_eq!(feedback.least_shown, [3, 2, 0, 1]);
         let a = snapshot.segments.matching(Some(0), &Default::default());
         let b = snapshot.segments.matching(Some(39), &Default::default());
-        assert_eq!(feedback.in_segments(0, &a), Counts { shown: 200, rewarded: 100 });
-        assert_eq!(feedback.in_segments(0, &b), Counts { shown: 200, rewarded: 0 });
+        assert_eq!(feedback.in_segments(0, &a), (200.0, 100.0));
+        assert_eq!(feedback.in_segments(0, &b), (200.0, 0.0));
+        // Averaged over the segments named, not summed.
+        let both: Vec<u32> = a.iter().chain(&b).copied().collect();
+        assert_eq!(feedback.in_segments(0, &both), (200.0, 50.0));
         let mean = |(a, b): (f64, f64)| a / (a + b);
         // Overall i0 and i1 are alike; within a segment the liked one is far ahead.
         assert!((mean(feedback.posterior(0, &[], 10.0)) - mean(feedback.posterior(1, &[], 10.0))).abs() < 1e-9);
@@ -181,6 +210,26 @@ pub(crate) mod tests {
         // A later cut sees fewer events.
         let early = Feedback::build(&log(), &snapshot.segments, EventKind::Click, 4);
         assert_eq!(early.item(0), Counts { shown: 200, rewarded: 60 });
+    }
+
+    #[test]
+    fn a_reward_counts_only_against_an_earlier_unclaimed_impression() {
+        let mut gathered = crate::train::Gathered::default();
+        gathered.record(Record::Item(Item::bare("i0")));
+        for record in [
+            event("u", "i0", EventKind::Click, 1),      // before any impression: ignored
+            event("u", "i0", EventKind::Impression, 2), // claimed by the click at 3
+            event("u", "i0", EventKind::Click, 3),
+            event("u", "i0", EventKind::Click, 4), // a second click on one impression: ignored
+            event("v", "i0", EventKind::Click, 5), // another user's impression is not v's
+            event("u", "i0", EventKind::Impression, 6),
+        ] {
+            gathered.record(record);
+        }
+        let feedback = Feedback::build(&gathered, &Segments::default(), EventKind::Click, 10);
+        assert_eq!(feedback.item(0), Counts { shown: 2, rewarded: 1 });
+        let early = Feedback::build(&gathered, &Segments::default(), EventKind::Click, 2);
+        assert_eq!(early.item(0), Counts { shown: 1, rewarded: 0 }, "the click at 3 is after the cut");
     }
 
     #[test]

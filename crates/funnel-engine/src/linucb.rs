@@ -17,7 +17,9 @@ use crate::train::Gathered;
 pub const CONTEXT_SEGMENTS: usize = 15;
 
 /// The fitted arms: A⁻¹ and θ = A⁻¹b per item that has impressions, with A = I + Σ xxᵀ over
-/// its impressions and b = Σ x over its rewards.
+/// its impressions and b = Σ x over its rewards (each matched to an impression, as
+/// [`crate::Feedback`] counts them). Kept in f64: the bias and a complete one-hot group
+/// are collinear, so xᵀA⁻¹x is a small difference of large terms.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct LinUcb {
     /// The segments of context dimensions 1…; dimension 0 is the bias.
@@ -25,7 +27,7 @@ pub struct LinUcb {
     /// Items with impressions, sorted.
     pub items: Vec<u32>,
     /// Per item of `items`, A⁻¹ (dim × dim, row-major) and then θ (dim).
-    pub arms: Vec<f32>,
+    pub arms: Vec<f64>,
 }
 
 impl LinUcb {
@@ -51,13 +53,9 @@ impl LinUcb {
             .collect();
         let bias_only = vec![0usize];
         let mut sums: FxHashMap<u32, (Vec<f64>, Vec<f64>)> = FxHashMap::default();
-        for event in gathered.interactions.iter().filter(|e| e.timestamp <= as_of) {
-            let is_reward = event.kind == reward;
-            if event.kind != EventKind::Impression && !is_reward {
-                continue;
-            }
-            let x = contexts.get(event.user as usize).unwrap_or(&bias_only);
-            let (a, b) = sums.entry(event.item).or_insert_with(|| (vec![0.0; dim * dim], vec![0.0; dim]));
+        for (user, item, is_reward) in crate::feedback::bandit_events(gathered, reward, as_of) {
+            let x = contexts.get(user as usize).unwrap_or(&bias_only);
+            let (a, b) = sums.entry(item).or_insert_with(|| (vec![0.0; dim * dim], vec![0.0; dim]));
             if is_reward {
                 x.iter().for_each(|&i| b[i] += 1.0);
             } else {
@@ -73,14 +71,14 @@ impl LinUcb {
             let (a, b) = &sums[item];
             let gram = Mat::<f64>::from_fn(dim, dim, |i, j| a[i * dim + j] + f64::from(u8::from(i == j)));
             let inverse = gram.llt(Side::Lower).expect("I + Σxxᵀ is positive definite").inverse();
-            arms.extend((0..dim * dim).map(|n| inverse[(n / dim, n % dim)] as f32));
-            arms.extend((0..dim).map(|i| (0..dim).map(|j| inverse[(i, j)] * b[j]).sum::<f64>() as f32));
+            arms.extend((0..dim * dim).map(|n| inverse[(n / dim, n % dim)]));
+            arms.extend((0..dim).map(|i| (0..dim).map(|j| inverse[(i, j)] * b[j]).sum::<f64>()));
         }
         Self { segments: largest, items, arms }
     }
 
     /// The context vector of a request that matched `segments`.
-    pub fn context(&self, segments: &[u32]) -> Vec<f32> {
+    pub fn context(&self, segments: &[u32]) -> Vec<f64> {
         let mut x = vec![0.0; self.dim()];
         x[0] = 1.0;
         for s in segments {
@@ -93,15 +91,15 @@ impl LinUcb {
 
     /// (θᵀx, √(xᵀA⁻¹x)): the expected reward and its uncertainty. An item never shown
     /// has θ = 0 and A = I.
-    pub fn estimate(&self, item: u32, x: &[f32]) -> (f32, f32) {
+    pub fn estimate(&self, item: u32, x: &[f64]) -> (f64, f64) {
         let dim = self.dim();
         let Ok(at) = self.items.binary_search(&item) else {
-            return (0.0, x.iter().map(|v| v * v).sum::<f32>().sqrt());
+            return (0.0, x.iter().map(|v| v * v).sum::<f64>().sqrt());
         };
         let arm = &self.arms[at * (dim * dim + dim)..(at + 1) * (dim * dim + dim)];
         let (inverse, theta) = arm.split_at(dim * dim);
         let mean = theta.iter().zip(x).map(|(t, v)| t * v).sum();
-        let spread: f32 = (0..dim).map(|i| x[i] * (0..dim).map(|j| inverse[i * dim + j] * x[j]).sum::<f32>()).sum();
+        let spread: f64 = (0..dim).map(|i| x[i] * (0..dim).map(|j| inverse[i * dim + j] * x[j]).sum::<f64>()).sum();
         (mean, spread.max(0.0).sqrt())
     }
 }
@@ -127,6 +125,6 @@ mod tests {
         let (_, spread_i2) = model.estimate(2, &a);
         let (mean_i3, spread_i3) = model.estimate(3, &a);
         assert!(spread < spread_i2 && spread_i2 < spread_i3, "{spread} {spread_i2} {spread_i3}");
-        assert_eq!((mean_i3, spread_i3), (0.0, 2f32.sqrt()));
+        assert_eq!((mean_i3, spread_i3), (0.0, 2f64.sqrt()));
     }
 }

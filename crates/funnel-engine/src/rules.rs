@@ -18,7 +18,11 @@ pub(crate) fn by_name(name: &str, config: &RerankConfig) -> Box<dyn Rule> {
         }
         "safe" => Box::new(Filter { name: "safe", keep: |ctx, item| ctx.snapshot.catalog.get(item).safe }),
         "dedupe" => Box::new(Dedupe),
-        "diversity" => Box::new(Diversity { lambda: config.diversity_lambda, depth: config.diversity_depth }),
+        "diversity" => Box::new(Diversity {
+            lambda: config.diversity_lambda,
+            depth: config.diversity_depth,
+            by_content: config.diversity_similarity == "content",
+        }),
         "freshness" => Box::new(Freshness {
             half_life_seconds: config.freshness_half_life_days * 86_400.0,
             boost: config.freshness_boost,
@@ -100,6 +104,8 @@ impl Rule for Dedupe {
 struct Diversity {
     lambda: f32,
     depth: usize,
+    /// Cosine of content vectors rather than shared categories.
+    by_content: bool,
 }
 
 /// The lowest score and the spread of the scores (0 for none or all equal).
@@ -135,6 +141,21 @@ impl Rule for Diversity {
         let top: Vec<Candidate> = candidates.drain(..n).collect();
         let (low, range) = score_range(&top);
         let relevance: Vec<f32> = top.iter().map(|c| if range > 0.0 { (c.score - low) / range } else { 1.0 }).collect();
+        let vectors: Option<Vec<Option<&[f32]>>> = match (&ctx.snapshot.content, self.by_content) {
+            (Some(content), true) => Some(top.iter().map(|c| content.vector(c.item)).collect()),
+            _ => None,
+        };
+        let norms: Vec<f32> =
+            vectors.iter().flatten().map(|v| v.map_or(0.0, |v| v.iter().map(|x| x * x).sum::<f32>().sqrt())).collect();
+        let similarity = |a: usize, b: usize| match &vectors {
+            Some(vectors) => match (vectors[a], vectors[b]) {
+                (Some(x), Some(y)) if norms[a] > 0.0 && norms[b] > 0.0 => {
+                    (x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>() / (norms[a] * norms[b])).max(0.0)
+                }
+                _ => 0.0,
+            },
+            None => jaccard(&catalog.get(top[a].item).categories, &catalog.get(top[b].item).categories),
+        };
         let mut closest = vec![0f32; n];
         let mut placed = vec![false; n];
         let mut order = Vec::with_capacity(n);
@@ -144,9 +165,8 @@ impl Rule for Diversity {
             let Some(next) = next else { break };
             placed[next] = true;
             order.push(next);
-            let chosen = &catalog.get(top[next].item).categories;
             for i in (0..n).filter(|&i| !placed[i]) {
-                closest[i] = closest[i].max(jaccard(chosen, &catalog.get(top[i].item).categories));
+                closest[i] = closest[i].max(similarity(next, i));
             }
         }
         let moved = order.iter().enumerate().filter(|(at, i)| at != *i).count();
@@ -164,7 +184,8 @@ impl Rule for Diversity {
         if !ctx.request.explain {
             return Value::Null;
         }
-        json!({ "lambda": self.lambda, "depth": n, "moved": moved, "categories_in_top_10": { "before": before, "after": after } })
+        let measure = if vectors.is_some() { "content" } else { "categories" };
+        json!({ "lambda": self.lambda, "depth": n, "similarity": measure, "moved": moved, "categories_in_top_10": { "before": before, "after": after } })
     }
 }
 
@@ -363,16 +384,16 @@ mod tests {
             [1.0, 0.95, 0.9, 0.6, 0.5].iter().enumerate().map(|(i, &s)| Candidate::new(i as u32, "t", s)).collect()
         };
         let mut candidates = ranked();
-        let trace = Diversity { lambda: 0.5, depth: 10 }.apply(&ctx, &mut candidates);
+        let trace = Diversity { lambda: 0.5, depth: 10, by_content: false }.apply(&ctx, &mut candidates);
         let order: Vec<&str> = candidates.iter().map(|c| snapshot.catalog.get(c.item).id.as_str()).collect();
         assert_eq!(order, ["a1", "c1", "d1", "a2", "a3"], "{trace}");
         assert_eq!(trace["moved"], 4);
         assert_eq!(candidates[1].score, 0.6, "scores are kept");
         let mut candidates = ranked();
-        Diversity { lambda: 1.0, depth: 10 }.apply(&ctx, &mut candidates);
+        Diversity { lambda: 1.0, depth: 10, by_content: false }.apply(&ctx, &mut candidates);
         assert_eq!(candidates, ranked());
         let mut candidates = ranked();
-        Diversity { lambda: 0.0, depth: 2 }.apply(&ctx, &mut candidates);
+        Diversity { lambda: 0.0, depth: 2, by_content: false }.apply(&ctx, &mut candidates);
         assert_eq!(candidates, ranked(), "only the top 2 (both action) are reordered");
     }
 

@@ -726,8 +726,6 @@ pub struct SimilarArgs {
     pub slate: SlateArgs,
 }
 
-/// Demo in one command: load data, train, serve, print example requests.
-///
 /// Play policies against simulated users, round after round, and compare the feedback
 /// loops they make.
 ///
@@ -738,10 +736,12 @@ pub struct SimilarArgs {
 /// item qualities drift between rounds. Each policy replays the same world and the same
 /// users' coin flips.
 ///
-/// Policies: built-in ones are the default `home` surface changed in one stage —
-/// greedy (no exploration), epsilon-greedy, thompson (Beta-Bernoulli per item and
-/// segment), linucb (contextual, by segment), popularity-penalty, diversity — or the
-/// name of a surface in your configuration.
+/// Policies: the name of a surface in your configuration, or a built-in one: the `home`
+/// surface plus the `unexplored` source (items nobody has interacted with, weighted low),
+/// changed in one stage — greedy (the ranker's order), epsilon-greedy, bandit-greedy
+/// (the best posterior click rates: Thompson's model without sampling), thompson
+/// (Beta-Bernoulli per item and segment), linucb (contextual, by segment),
+/// popularity-penalty, diversity.
 ///
 /// Reports per policy the long-run CTR (mean of the second half of the rounds), how much
 /// of the catalog was ever shown (coverage) and how unequal exposure is (Gini of
@@ -754,7 +754,11 @@ pub struct SimilarArgs {
 #[command(verbatim_doc_comment)]
 pub struct SimulateArgs {
     /// Comma-separated policies to compare (the first is the baseline for ΔCTR).
-    #[arg(long, value_delimiter = ',', default_value = "greedy,epsilon-greedy,thompson,linucb,popularity-penalty")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "greedy,epsilon-greedy,bandit-greedy,thompson,linucb,popularity-penalty"
+    )]
     pub policies: Vec<String>,
     #[arg(long, default_value_t = 20)]
     pub rounds: usize,
@@ -781,6 +785,8 @@ pub struct SimulateArgs {
     pub json: bool,
 }
 
+/// Demo in one command: load data, train, serve, print example requests.
+///
 /// Without --data, a seeded simulator makes a catalog of 1,000 titled items in 10 genres
 /// and the history of 500 users with hidden tastes (impressions with positions and
 /// propensities, position-biased clicks, watch time, purchases). With --data, a MovieLens

@@ -13,14 +13,20 @@ use crate::cli::SimulateArgs;
 
 pub fn run(config: &EngineConfig, args: &SimulateArgs) -> anyhow::Result<()> {
     let policies = policies(config, &args.policies)?;
-    if args.rounds == 0 || args.users == 0 || args.k == 0 {
-        bail!("--rounds, --users and --k must be at least 1");
-    }
+    let within = |name: &str, value: usize, low: usize, high: usize| match (low..=high).contains(&value) {
+        true => Ok(()),
+        false => Err(anyhow::anyhow!("--{name} must be between {low} and {high}, not {value}")),
+    };
+    within("rounds", args.rounds, 1, 10_000)?;
+    within("users", args.users, 1, 1_000_000)?;
+    within("items", args.items, 1, 1_000_000)?;
+    within("k", args.k, 1, 1000)?;
+    within("warmup", args.warmup, 0, 1000)?;
     if args.items < args.k {
         bail!("--items ({}) must be at least the slate size --k ({})", args.items, args.k);
     }
-    if !(args.drift.is_finite() && args.drift >= 0.0) {
-        bail!("--drift must be a number ≥ 0");
+    if !(0.0..=5.0).contains(&args.drift) {
+        bail!("--drift must be a number between 0 and 5 (log-odds per round)");
     }
     let world = SimConfig {
         seed: args.seed,
@@ -70,8 +76,8 @@ fn policies(config: &EngineConfig, names: &[String]) -> anyhow::Result<Vec<Polic
         if policies.iter().any(|p| p.name == name) {
             bail!("--policies: `{name}` is listed twice");
         }
-        let policy = Policy::builtin(name, base)
-            .or_else(|| config.surfaces.get(name).map(|s| Policy { name: name.to_owned(), surface: s.clone() }));
+        let configured = config.surfaces.get(name).map(|s| Policy { name: name.to_owned(), surface: s.clone() });
+        let policy = configured.or_else(|| Policy::builtin(name, base));
         match policy {
             Some(policy) => policies.push(policy),
             None => {
@@ -92,38 +98,43 @@ fn policies(config: &EngineConfig, names: &[String]) -> anyhow::Result<Vec<Polic
 
 fn print_table(runs: &[PolicyRun], args: &SimulateArgs) {
     out!(
-        "{} users × {} rounds of {}-item slates over {} items (seed {}); long run = rounds {}–{}",
+        "{} users × {} rounds of {}-item slates over {} items (seed {}); short run = rounds 1–{}, long run = {}–{}",
         args.users,
         args.rounds,
         args.k,
         args.items,
         args.seed,
+        args.rounds / 2,
         args.rounds / 2 + 1,
         args.rounds
     );
     out!(
-        "{:<20} {:>8} {:>9} {:>13} {:>9} {:>14} {:>8}",
+        "{:<20} {:>9} {:>8} {:>8} {:>8} {:>13} {:>9} {:>14} {:>11}",
         "policy",
+        "short CTR",
+        "Δ",
         "CTR",
-        "ΔCTR",
+        "Δ",
         "expected CTR",
         "coverage",
         "exposure Gini",
-        "clicks"
+        "all clicks"
     );
-    let baseline = runs[0].summary.ctr;
+    let delta = |value: f64, baseline: f64, first: bool| match first {
+        true => "—".to_owned(),
+        false => format!("{:+.1}%", 100.0 * (value / baseline.max(f64::MIN_POSITIVE) - 1.0)),
+    };
+    let base = &runs[0].summary;
     for run in runs {
         let s = &run.summary;
-        let delta = if run.name == runs[0].name {
-            "—".to_owned()
-        } else {
-            format!("{:+.1}%", 100.0 * (s.ctr / baseline.max(f64::MIN_POSITIVE) - 1.0))
-        };
+        let first = run.name == runs[0].name;
         out!(
-            "{:<20} {:>8.4} {:>9} {:>13.4} {:>8.1}% {:>14.3} {:>8}",
+            "{:<20} {:>9.4} {:>8} {:>8.4} {:>8} {:>13.4} {:>8.1}% {:>14.3} {:>11}",
             run.name,
+            s.early_ctr,
+            delta(s.early_ctr, base.early_ctr, first),
             s.ctr,
-            delta,
+            delta(s.ctr, base.ctr, first),
             s.expected_ctr,
             100.0 * s.cumulative_coverage,
             s.exposure_gini,
@@ -131,7 +142,9 @@ fn print_table(runs: &[PolicyRun], args: &SimulateArgs) {
         );
     }
     out!(
-        "\nCTR and Gini: means over the long run; coverage: share of the catalog ever shown; ΔCTR against {}.",
+        "\nCTR, expected CTR (the world's click probabilities, without the coin flips) and Gini: means over the \
+         long run unless marked short; Δ against {}. Coverage: share of the catalog ever shown. Gini has a floor \
+         from sampling alone: a few impressions per item are never all equal.",
         runs[0].name
     );
 }

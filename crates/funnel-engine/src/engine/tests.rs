@@ -625,3 +625,36 @@ fn boost_and_pin_settings_are_checked() {
     let sorted_after = "[surfaces.home]\nsources = [{ name = \"popular\" }]\nrules = [\"category-cap\", \"boost\"]\n";
     assert!(error(sorted_after).contains("would undo"));
 }
+
+#[test]
+fn diversity_can_measure_similarity_by_content_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileLog::open(dir.path().join("log")).unwrap();
+    let items = [("c1", "car toy", "x"), ("c2", "automobile toy", "y"), ("b1", "bicycle toy", "z")];
+    log.append(&items.map(|(id, title, category)| Record::Item(titled(id, title, &[category])))).unwrap();
+    let clicks = [("c1", 5), ("c2", 4), ("b1", 3)];
+    log.append(
+        &clicks.iter().flat_map(|&(i, n)| (0..n).map(move |u| click(&format!("u{u}"), i, 100))).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let snapshots = SnapshotDir::new(dir.path().join("snapshots"));
+    let surface = |similarity: &str| {
+        format!(
+            "[surfaces.home]\nsources = [{{ name = \"popular\" }}]\nrules = [\"diversity\"]\n\
+             [surfaces.home.rerank]\ndiversity_lambda = 0.5\ndiversity_similarity = \"{similarity}\"\n"
+        )
+    };
+    let by_content = EngineConfig::load(&surface("content"), []).unwrap();
+    crate::train_with_embedder(&log.reader(), &snapshots, &by_content, None, Some(&Synonyms("syn")), &mut |_| {})
+        .unwrap();
+    // The categories all differ, so by categories nothing moves; by content the
+    // automobile is a copy of the car and falls below the bicycle.
+    let engine = Engine::open_latest(&snapshots, &by_content).unwrap();
+    let response = engine.run(&Request { explain: true, ..request("home") }).unwrap();
+    assert_eq!(ids(&response), ["c1", "b1", "c2"], "{:#?}", response.trace);
+    let stages = &response.trace.unwrap().stages;
+    assert_eq!(stages.iter().find(|s| s.component == "diversity").unwrap().details["similarity"], "content");
+    let by_categories = EngineConfig::load(&surface("categories"), []).unwrap();
+    let engine = Engine::open_latest(&snapshots, &by_categories).unwrap();
+    assert_eq!(ids(&engine.run(&request("home")).unwrap()), ["c1", "c2", "b1"]);
+}
