@@ -417,6 +417,31 @@ def ope_gate(binary, shared, work):
     check("ope: DR inside obp's DR interval (its logistic reward model)", low <= metrics["dr"] <= high,
           f"{metrics['dr']:.6f} in [{low:.6f}, {high:.6f}]")
     check("ope: the on-policy truth is the bts logs' mean click", abs(report["truth"]["value"] - 0.0042) < 1e-12)
+    # Funnel's own Thompson sampling, trained on the bts logs, evaluated from the random
+    # ones: its measured distribution must be one (the weights of uniformly logged rounds
+    # average 1 in expectation).
+    out, *_ = run(binary, work, "eval", "ope", "--logs", f"{obd}/random/all", "--policy", "thompson",
+                  "--policy-logs", f"{obd}/bts/all", "--policy-samples", "20000", "--bootstrap", "200", "--json")
+    own = json.loads(out)
+    check("ope: --policy thompson is measured as a distribution", abs(own["weights"]["mean"] - 1.0) < 0.1,
+          f"mean weight {own['weights']['mean']:.3f}; IPS {own['metrics']['ips']:.6f}, DR {own['metrics']['dr']:.6f}")
+
+
+def simulate_gate(binary, shared, work):
+    """Closed loop: exploration (Thompson sampling over the bandit's own greedy choice) and
+    the popularity penalty (over the ranker's greedy order) show more of the catalog and
+    spread exposure more evenly."""
+    out, *_ = run(binary, work, "simulate", "--rounds", "10", "--users", "300", "--items", "600", "--policies",
+                  "bandit-greedy,thompson,greedy,popularity-penalty", "--json")
+    runs = {p["name"]: p["summary"] for p in json.loads(out)["policies"]}
+    for explorer, baseline in (("thompson", "bandit-greedy"), ("popularity-penalty", "greedy")):
+        a, b = runs[explorer], runs[baseline]
+        check(f"simulate: {explorer} covers more of the catalog than {baseline}",
+              a["cumulative_coverage"] > b["cumulative_coverage"],
+              f"{a['cumulative_coverage']:.3f} vs {b['cumulative_coverage']:.3f}")
+        check(f"simulate: {explorer} spreads exposure more evenly than {baseline}", a["exposure_gini"] < b["exposure_gini"],
+              f"Gini {a['exposure_gini']:.3f} vs {b['exposure_gini']:.3f}; CTR {a['ctr']:.4f} vs {b['ctr']:.4f}, "
+              f"short-run {a['early_ctr']:.4f} vs {b['early_ctr']:.4f}")
 
 
 def main():
@@ -426,7 +451,7 @@ def main():
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="funnel-gates-")
     try:
-        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, ranker_gate, cold_start_gate, embedding_gate, content_gate, eval_search_gate, spell_gate, hybrid_search_gate, cross_encoder_gate, eval_ltr_gate, propensity_gate, ope_gate, corpus_gate):
+        for gate in (ml100k_gate, eval_recs_gate, eval_engine_gate, ranker_gate, cold_start_gate, embedding_gate, content_gate, eval_search_gate, spell_gate, hybrid_search_gate, cross_encoder_gate, eval_ltr_gate, propensity_gate, ope_gate, simulate_gate, corpus_gate):
             try:
                 gate(args.bin, args.shared, work)
             except Exception as error:  # a crash of one gate is a failure, not a skip

@@ -52,6 +52,20 @@ impl ActionDist {
     fn prob(&self, round: usize, item: u32) -> f64 {
         self.probs[round * self.n_items + item as usize]
     }
+
+    /// A policy that ignores the round's context: `prob(item, position)` (from 0) at every
+    /// round's logged position.
+    pub fn context_free(logs: &Logs, prob: impl Fn(u32, u32) -> f64) -> Result<Self, EvalError> {
+        let n_items = logs.n_items;
+        if logs.rounds.len().saturating_mul(n_items) > MAX_CELLS {
+            return Err(EvalError::Input(format!(
+                "{} rounds × {n_items} items is more than {MAX_CELLS} probabilities; split the logs",
+                logs.rounds.len()
+            )));
+        }
+        let probs = logs.rounds.iter().flat_map(|r| (0..n_items as u32).map(|item| prob(item, r.position))).collect();
+        Ok(Self { n_items, probs })
+    }
 }
 
 /// Largest rounds × items an action distribution may span (1.6 GB of probabilities).

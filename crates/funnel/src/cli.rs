@@ -204,13 +204,25 @@ pub struct EvalPropensityArgs {
 /// Example:
 ///   funnel eval ope --logs obd/random/all --action-dist obd/bts_action_dist_all.csv.gz \
 ///     --truth obd/bts/all --json
+///   funnel eval ope --logs obd/random/all --policy thompson --policy-logs obd/bts/all
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct EvalOpeArgs {
     #[arg(long)]
     pub logs: PathBuf,
+    #[arg(long, required_unless_present = "policy", conflicts_with = "policy")]
+    pub action_dist: Option<PathBuf>,
+    /// Evaluate one of Funnel's own exploration policies instead of --action-dist:
+    /// thompson, bandit-greedy, epsilon-greedy or none (greedy), serving the logs' items
+    /// (sources popular and unexplored, no rules) from a snapshot of --policy-logs
+    /// (default: --logs itself, which evaluates the policy in-sample). Its probability of
+    /// each item at each position is measured over --policy-samples served slates.
     #[arg(long)]
-    pub action_dist: PathBuf,
+    pub policy: Option<String>,
+    #[arg(long)]
+    pub policy_logs: Option<PathBuf>,
+    #[arg(long, default_value_t = 100_000)]
+    pub policy_samples: usize,
     /// Logs of the target policy itself: its mean reward is the truth to compare with.
     #[arg(long)]
     pub truth: Option<PathBuf>,

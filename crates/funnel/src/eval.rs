@@ -275,7 +275,18 @@ fn ope(args: &EvalOpeArgs) -> anyhow::Result<()> {
         anyhow::bail!("--bootstrap must be at least 100 resamples (the intervals are their percentiles)");
     }
     let logs = read_logs(&args.logs)?;
-    let dist = read_action_dist(&args.action_dist, &logs)?;
+    let (dist, policy) = match (&args.action_dist, &args.policy) {
+        (Some(path), _) => (read_action_dist(path, &logs)?, None),
+        (None, Some(name)) => {
+            let trained_on = match &args.policy_logs {
+                Some(dir) => read_logs(dir)?,
+                None => logs.clone(),
+            };
+            let (dist, about) = crate::ope_policy::action_dist(name, &logs, &trained_on, args.policy_samples)?;
+            (dist, Some(about))
+        }
+        (None, None) => anyhow::bail!("give --action-dist FILE or --policy NAME"),
+    };
     let options = OpeOptions { prior_strength: args.prior_strength, bootstrap: args.bootstrap, seed: args.seed };
     let report = evaluate(&logs, &dist, &options);
     let truth = args.truth.as_deref().map(read_logs).transpose()?.map(|t| {
@@ -290,6 +301,9 @@ fn ope(args: &EvalOpeArgs) -> anyhow::Result<()> {
     });
     if args.json {
         let mut body = serde_json::to_value(&report)?;
+        if let Some(policy) = &policy {
+            body["policy"] = serde_json::to_value(policy)?;
+        }
         if let Some((file, rounds, value, errors)) = &truth {
             body["truth"] =
                 serde_json::json!({ "logs": file, "rounds": rounds, "value": value, "relative_error": errors });
@@ -307,6 +321,16 @@ fn ope(args: &EvalOpeArgs) -> anyhow::Result<()> {
         report.weights.max,
         report.weights.effective_rounds
     );
+    if let Some(policy) = &policy {
+        out!(
+            "policy {} trained on {} ({} rounds{}), its distribution measured over {} slates",
+            policy.name,
+            policy.trained_on,
+            policy.training_rounds,
+            if policy.in_sample { ", the evaluated logs themselves: in-sample" } else { "" },
+            policy.samples
+        );
+    }
     if let Some((file, rounds, value, _)) = &truth {
         out!("truth: {value:.6} (mean reward of {rounds} rounds in {file})");
     }

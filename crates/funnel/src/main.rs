@@ -14,6 +14,7 @@ mod cli;
 mod cross_encoder;
 mod eval;
 mod import;
+mod ope_policy;
 mod output;
 mod quickstart;
 mod serve;
