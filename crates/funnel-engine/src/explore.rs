@@ -113,14 +113,8 @@ impl ExplorationPolicy for Thompson {
         rng: &mut StdRng,
     ) -> Vec<Candidate> {
         ranked.truncate(self.depth.max(k));
-        let segments = matching_segments(ctx);
-        let feedback = &ctx.snapshot.feedback;
-        let arms: Vec<Beta<f64>> = ranked
-            .iter()
-            .map(|c| {
-                let (a, b) = feedback.posterior(c.item, &segments, self.strength);
-                Beta::new(a.max(f64::MIN_POSITIVE), b.max(f64::MIN_POSITIVE)).expect("positive Beta parameters")
-            })
+        let arms: Vec<Beta<f64>> = posteriors(ctx, &ranked, self.strength)
+            .map(|(a, b)| Beta::new(a.max(f64::MIN_POSITIVE), b.max(f64::MIN_POSITIVE)).expect("positive parameters"))
             .collect();
         // Each Monte Carlo draw's candidates in order of their sampled rate; a slot's
         // winner in a draw is its first candidate not already placed.
@@ -165,6 +159,24 @@ impl ExplorationPolicy for Thompson {
     }
 }
 
+/// The Beta posterior (α, β) of each candidate's reward rate, for the request's segments.
+fn posteriors<'a>(
+    ctx: &'a RequestContext<'_>,
+    ranked: &'a [Candidate],
+    strength: f64,
+) -> impl Iterator<Item = (f64, f64)> + 'a {
+    let segments = matching_segments(ctx);
+    ranked.iter().map(move |c| ctx.snapshot.feedback.posterior(c.item, &segments, strength))
+}
+
+/// The candidates ordered by `keys` (one per candidate), highest first; ties keep the
+/// ranker's order.
+fn best_first(ranked: Vec<Candidate>, keys: &[f64]) -> Vec<Candidate> {
+    let mut keyed: Vec<(f64, Candidate)> = keys.iter().copied().zip(ranked).collect();
+    keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
+    keyed.into_iter().map(|(_, c)| c).collect()
+}
+
 /// Thompson sampling's model without the sampling: the `depth` best candidates by the
 /// mean of their reward rate's posterior (per item and segment), each shown with
 /// probability 1. Pure exploitation of what the bandit has learned: the baseline that
@@ -187,14 +199,8 @@ impl ExplorationPolicy for BanditGreedy {
         rng: &mut StdRng,
     ) -> Vec<Candidate> {
         ranked.truncate(self.depth.max(k));
-        let segments = matching_segments(ctx);
-        let mean = |c: &Candidate| {
-            let (a, b) = ctx.snapshot.feedback.posterior(c.item, &segments, self.strength);
-            a / (a + b)
-        };
-        let mut means: Vec<(f64, Candidate)> = ranked.into_iter().map(|c| (mean(&c), c)).collect();
-        means.sort_by(|a, b| b.0.total_cmp(&a.0));
-        Greedy.choose(ctx, means.into_iter().map(|(_, c)| c).collect(), k, rng)
+        let means: Vec<f64> = posteriors(ctx, &ranked, self.strength).map(|(a, b)| a / (a + b)).collect();
+        Greedy.choose(ctx, best_first(ranked, &means), k, rng)
     }
 }
 
@@ -222,13 +228,14 @@ impl ExplorationPolicy for LinUcbPolicy {
         if let Some(model) = &ctx.snapshot.linucb {
             ranked.truncate(self.depth.max(k));
             let x = model.context(&matching_segments(ctx));
-            let bound = |c: &Candidate| {
-                let (mean, spread) = model.estimate(c.item, &x);
-                mean + self.alpha * spread
-            };
-            let mut bounds: Vec<(f64, Candidate)> = ranked.into_iter().map(|c| (bound(&c), c)).collect();
-            bounds.sort_by(|a, b| b.0.total_cmp(&a.0));
-            ranked = bounds.into_iter().map(|(_, c)| c).collect();
+            let bounds: Vec<f64> = ranked
+                .iter()
+                .map(|c| {
+                    let (mean, spread) = model.estimate(c.item, &x);
+                    mean + self.alpha * spread
+                })
+                .collect();
+            ranked = best_first(ranked, &bounds);
         }
         Greedy.choose(ctx, ranked, k, rng)
     }
@@ -344,5 +351,29 @@ mod tests {
         assert_eq!(greedy[0], (1, 1.0));
         // Optimism: the never-shown i3 has the widest bound and goes first.
         assert_eq!(order(&snapshot, 1.0)[0].0, 3);
+    }
+
+    #[test]
+    fn bandit_greedy_serves_the_best_posterior_means_without_sampling() {
+        let snapshot = crate::train::snapshot_from(&crate::feedback::tests::log());
+        let ranked: Vec<Candidate> = (0..4).map(|i| Candidate::new(i, "test", 1.0)).collect();
+        let policy = BanditGreedy { depth: 10, strength: 10.0 };
+        for (user, liked) in [("u0", 0), ("u39", 1)] {
+            let request = crate::Request { user: Some(user.into()), ..crate::Request::default() };
+            let ctx = crate::train::context(&snapshot, &request);
+            let slates: Vec<Vec<(u32, f32)>> = (0..5)
+                .map(|seed| {
+                    let slate = policy.choose(&ctx, ranked.clone(), 4, &mut StdRng::seed_from_u64(seed));
+                    slate.iter().map(|c| (c.item, c.propensity)).collect()
+                })
+                .collect();
+            assert!(slates.windows(2).all(|w| w[0] == w[1]), "deterministic: {slates:?}");
+            // The segment's favourite, then the never-shown item at the base rate, then
+            // the two the segment does not take (i2: 40 unclicked impressions).
+            let items: Vec<u32> = slates[0].iter().map(|&(item, _)| item).collect();
+            assert_eq!(items[0], liked, "{user}: {items:?}");
+            assert_eq!(items[1], 3, "{user}: {items:?}");
+            assert!(slates[0].iter().all(|&(_, p)| p == 1.0));
+        }
     }
 }
