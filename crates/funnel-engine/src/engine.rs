@@ -96,6 +96,7 @@ impl Engine {
         let pipeline = self.pipelines.get(&request.surface).ok_or_else(|| {
             EngineError::UnknownSurface(request.surface.clone(), self.surfaces().collect::<Vec<_>>().join(", "))
         })?;
+        pipeline.check_weights(&request.surface, &request.weights)?;
         let mut stages = Stages { traces: Vec::new(), explain: request.explain };
         // Only surfaces that search text read the query.
         let request_query = request.query.as_deref().filter(|_| pipeline.needs_query());

@@ -1,6 +1,7 @@
 //! The stage traits and a surface's pipeline that runs them in order:
 //! candidate sources (merged under quotas) → ranker → rules → exploration.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use funnel_core::{Candidate, StageTrace};
@@ -148,6 +149,29 @@ impl Pipeline {
         })
     }
 
+    /// Checks a request's per-source weights against this surface.
+    pub fn check_weights(&self, surface: &str, weights: &BTreeMap<String, f32>) -> Result<(), EngineError> {
+        let bad = |reason: String| Err(EngineError::BadRequest { field: "weight", reason });
+        for (name, weight) in weights {
+            if !self.sources.iter().any(|s| s.source.name() == name) {
+                let names: Vec<&str> = self.sources.iter().map(|s| s.source.name()).collect();
+                return bad(format!(
+                    "`{name}` is not a source of surface `{surface}` (its sources: {})",
+                    names.join(", ")
+                ));
+            }
+            if !(weight.is_finite() && (0.0..=1000.0).contains(weight)) {
+                return bad(format!("`{name}`: {weight} is not between 0 and 1000"));
+            }
+        }
+        if !weights.is_empty() && self.ranker.name() == "gbdt" {
+            return bad(format!(
+                "surface `{surface}` is ranked by a model trained on its configured weights; they cannot change per request"
+            ));
+        }
+        Ok(())
+    }
+
     pub fn needs_query(&self) -> bool {
         self.sources.iter().any(|s| matches!(s.source.name(), "bm25" | "dense"))
     }
@@ -258,12 +282,13 @@ impl Pipeline {
                 false => (Value::Null, Value::Null),
             };
             let max = produced.iter().map(|c| c.source_score).fold(0f32, f32::max);
+            let weight = ctx.request.weights.get(slot.source.name()).copied().unwrap_or(slot.weight);
             let mut duplicates = 0;
             for (rank, mut candidate) in produced.into_iter().enumerate() {
                 candidate.score = match self.merge {
-                    Merge::Rrf => slot.weight / (self.rrf_k + rank as f32 + 1.0),
+                    Merge::Rrf => weight / (self.rrf_k + rank as f32 + 1.0),
                     // Normalise each source to [0, 1] by its best score, then weight it.
-                    Merge::Max | Merge::Sum if max > 0.0 => slot.weight * candidate.source_score / max,
+                    Merge::Max | Merge::Sum if max > 0.0 => weight * candidate.source_score / max,
                     Merge::Max | Merge::Sum => 0.0,
                 };
                 match position.get(&candidate.item) {
@@ -290,7 +315,7 @@ impl Pipeline {
                 slot.source.name(),
                 started,
                 (0, count),
-                || json!({ "quota": slot.quota, "weight": slot.weight, "already_proposed": duplicates, "input": about, "top": top }),
+                || json!({ "quota": slot.quota, "weight": weight, "already_proposed": duplicates, "input": about, "top": top }),
             );
         }
         lift_navigational(ctx, &mut merged, &mut proposals);

@@ -29,6 +29,9 @@ pub struct Request {
     pub now: Option<Timestamp>,
     /// Seed for any randomised stage; the same seed gives the same slate.
     pub seed: u64,
+    /// This request's weights for some of the surface's sources, over the configured ones
+    /// (hybrid search tuned per query: `bm25` 0.3, `dense` 0.7).
+    pub weights: BTreeMap<String, f32>,
 }
 
 /// What every stage of one request can read.

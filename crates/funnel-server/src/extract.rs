@@ -56,6 +56,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 }
 
 const CONTEXT_PREFIX: &str = "context.";
+const WEIGHT_PREFIX: &str = "weight.";
 
 /// Query-string parameters, read by name with errors that name the parameter. Unknown
 /// parameters are refused, so a typo (`?usr=`) is not silently ignored.
@@ -80,11 +81,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 }
 
 impl Params {
-    /// Refuses any parameter not in `allowed`, except `context.*` when `context` is.
+    /// Refuses any parameter not in `allowed`; an entry ending in `.*` (`context.*`)
+    /// admits every parameter with that prefix.
     pub fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
-        let takes_context = allowed.contains(&"context");
         let known = |k: &String| {
-            (allowed.contains(&k.as_str()) && k != "context") || (takes_context && k.starts_with(CONTEXT_PREFIX))
+            allowed.iter().any(|a| match a.strip_suffix('*') {
+                Some(prefix) => k.starts_with(prefix),
+                None => a == k,
+            })
         };
         match self.0.keys().find(|k| !known(k)) {
             Some(unknown) => {
@@ -106,6 +110,25 @@ impl Params {
             }
         }
         Ok(context)
+    }
+
+    /// `weight.bm25=0.3&weight.dense=0.7` as {bm25: 0.3, dense: 0.7}.
+    pub fn weights(&self) -> Result<BTreeMap<String, f32>, ApiError> {
+        let mut weights = BTreeMap::new();
+        for (key, value) in &self.0 {
+            if let Some(name) = key.strip_prefix(WEIGHT_PREFIX) {
+                let weight: f32 =
+                    value.parse().map_err(|_| ApiError::bad_param(key, format!("`{value}` is not a number")))?;
+                if name.is_empty() || !(weight.is_finite() && (0.0..=1000.0).contains(&weight)) {
+                    return Err(ApiError::bad_param(
+                        key,
+                        "source weights look like `weight.bm25=0.3`, between 0 and 1000",
+                    ));
+                }
+                weights.insert(name.to_owned(), weight);
+            }
+        }
+        Ok(weights)
     }
 
     pub fn text(&self, name: &str) -> Option<String> {

@@ -49,6 +49,7 @@ fn base_request(state: &AppState, params: &Params, surface: &str) -> Result<Requ
             given => given,
         },
         context: params.context()?,
+        weights: params.weights()?,
         ..Request::default()
     })
 }
@@ -64,11 +65,13 @@ fn base_request(state: &AppState, params: &Params, surface: &str) -> Result<Requ
            ("surface" = Option<String>, Query, description = "configured surface (default `home`)"),
            ("seed" = Option<u64>, Query, description = "seed for randomised stages"),
            ("context.{name}" = Option<String>, Query,
-            description = "a context attribute for the `segment` source, e.g. context.country=DE")),
+            description = "a context attribute for the `segment` source, e.g. context.country=DE"),
+           ("weight.{source}" = Option<f32>, Query,
+            description = "this request's weight for one of the surface's sources, e.g. weight.popular=0.5")),
     responses((status = 200, body = SlateBody), (status = 400, body = crate::error::ErrorBody),
               (status = 503, body = crate::error::ErrorBody)))]
 pub async fn recommend(State(state): State<Arc<AppState>>, params: Params) -> Result<Json<SlateBody>, ApiError> {
-    params.only(&["user", "k", "explain", "surface", "seed", "context"])?;
+    params.only(&["user", "k", "explain", "surface", "seed", "context.*", "weight.*"])?;
     run(&state, base_request(&state, &params, "home")?).await
 }
 
@@ -81,11 +84,13 @@ pub async fn recommend(State(state): State<Arc<AppState>>, params: Params) -> Re
            ("user" = Option<String>, Query, description = "user id"),
            ("k" = Option<usize>, Query, description = "slate size, 1–1000 (default 10)"),
            ("explain" = Option<bool>, Query, description = "include a per-stage trace"),
-           ("surface" = Option<String>, Query, description = "configured surface (default `search`)")),
+           ("surface" = Option<String>, Query, description = "configured surface (default `search`)"),
+           ("weight.{source}" = Option<f32>, Query,
+            description = "this request's weight for one of the surface's sources: weight.bm25=0.3&weight.dense=0.7")),
     responses((status = 200, body = SlateBody), (status = 400, body = crate::error::ErrorBody),
               (status = 503, body = crate::error::ErrorBody)))]
 pub async fn search(State(state): State<Arc<AppState>>, params: Params) -> Result<Json<SlateBody>, ApiError> {
-    params.only(&["q", "exact", "user", "k", "explain", "surface", "seed"])?;
+    params.only(&["q", "exact", "user", "k", "explain", "surface", "seed", "weight.*"])?;
     let query = params.text("q").ok_or_else(|| ApiError::bad_param("q", "required: the text to search for"))?;
     let exact_query = params.flag("exact")?;
     let request = Request { query: Some(query), exact_query, ..base_request(&state, &params, "search")? };

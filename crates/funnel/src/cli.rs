@@ -667,6 +667,16 @@ pub struct SlateArgs {
     /// Seed for randomised stages.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// This request's weight for one of the surface's sources (repeatable), e.g.
+    /// --weight bm25=0.3 --weight dense=0.7.
+    #[arg(long, value_name = "SOURCE=WEIGHT", value_parser = parse_weight)]
+    pub weight: Vec<(String, f32)>,
+}
+
+fn parse_weight(text: &str) -> Result<(String, f32), String> {
+    let (name, weight) = text.split_once('=').ok_or("expected SOURCE=WEIGHT, e.g. bm25=0.3")?;
+    let weight: f32 = weight.trim().parse().map_err(|_| format!("`{weight}` is not a number"))?;
+    Ok((name.trim().to_owned(), weight))
 }
 
 /// Recommend items for a user from the newest snapshot.

@@ -13,7 +13,8 @@ fn serve_one(data: &DataDir, config: &EngineConfig, slate: &SlateArgs, request: 
     if dense && engine.snapshot().content.is_some() {
         engine = engine.with_query_embedder(crate::train::query_embedder(config));
     }
-    let request = Request { k: slate.k, explain: slate.explain, seed: slate.seed, ..request };
+    let weights = slate.weight.iter().cloned().collect();
+    let request = Request { k: slate.k, explain: slate.explain, seed: slate.seed, weights, ..request };
     let response = engine.run(&request)?;
     if slate.json {
         out!("{}", serde_json::to_string_pretty(&SlateBody::new(response, request.seed))?);

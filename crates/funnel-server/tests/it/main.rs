@@ -99,6 +99,23 @@ async fn a_request_context_picks_the_segment() {
 }
 
 #[tokio::test]
+async fn a_request_may_weight_the_surfaces_sources() {
+    let s = server();
+    let stage = |body: &serde_json::Value, name: &str| {
+        let stages = body["trace"]["stages"].as_array().unwrap().clone();
+        stages.into_iter().find(|s| s["component"] == name).unwrap_or_else(|| panic!("no {name} stage: {body}"))
+    };
+    let (status, body) = s.get("/recommend?k=5&explain=true&weight.popular=3.5").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(stage(&body, "popular")["details"]["weight"], json!(3.5));
+    // The best popular item scores its weight (normalised to 1, times 3.5).
+    assert_eq!(body["items"][0]["score"], json!(3.5), "{body}");
+    assert_error(&s.get("/recommend?weight.nosuch=1").await, StatusCode::BAD_REQUEST, Some("weight"));
+    assert_error(&s.get("/recommend?weight.popular=abc").await, StatusCode::BAD_REQUEST, Some("weight.popular"));
+    assert_error(&s.get("/search?q=a&weight.bm25=-1").await, StatusCode::BAD_REQUEST, Some("weight.bm25"));
+}
+
+#[tokio::test]
 async fn posted_events_are_acknowledged_and_seen_items_disappear_at_once() {
     let s = server();
     let (_, before) = s.get("/recommend?user=newcomer&k=3").await;
