@@ -417,14 +417,33 @@ def ope_gate(binary, shared, work):
     check("ope: DR inside obp's DR interval (its logistic reward model)", low <= metrics["dr"] <= high,
           f"{metrics['dr']:.6f} in [{low:.6f}, {high:.6f}]")
     check("ope: the on-policy truth is the bts logs' mean click", abs(report["truth"]["value"] - 0.0042) < 1e-12)
-    # Funnel's own Thompson sampling, trained on the bts logs, evaluated from the random
-    # ones: its measured distribution must be one (the weights of uniformly logged rounds
-    # average 1 in expectation).
+    # Funnel's own policies, trained on the bts logs, evaluated from the random ones. The
+    # greedy one (no exploration) always shows the three most clicked items (ties by id):
+    # its IPS is recomputed here exactly.
+    with open(os.path.join(obd, "bts/all/all.csv")) as f:
+        bts_header = f.readline().rstrip("\n").split(",")
+        item_at, click_at = bts_header.index("item_id"), bts_header.index("click")
+        bts_clicks = {}
+        for line in f:
+            r = line.rstrip("\n").split(",")
+            bts_clicks[int(r[item_at])] = bts_clicks.get(int(r[item_at]), 0) + float(r[click_at])
+    slate = sorted(bts_clicks, key=lambda i: (-bts_clicks[i], i))[:3]
+    matched = [r for r in rows if int(r[at["item_id"]]) == slate[int(r[at["position"]]) - 1]]
+    greedy_ips = sum(float(r[at["click"]]) / float(r[at["propensity_score"]]) for r in matched) / len(rows)
+    greedy_weight = sum(1 / float(r[at["propensity_score"]]) for r in matched) / len(rows)
+    out, *_ = run(binary, work, "eval", "ope", "--logs", f"{obd}/random/all", "--policy", "none",
+                  "--policy-logs", f"{obd}/bts/all", "--policy-samples", "1000", "--bootstrap", "200", "--json")
+    own = json.loads(out)
+    check("ope: --policy none is the greedy slate of the most clicked items",
+          abs(own["metrics"]["ips"] - greedy_ips) < 1e-9 and abs(own["weights"]["mean"] - greedy_weight) < 1e-9,
+          f"IPS {own['metrics']['ips']:.6f} vs {greedy_ips:.6f}, mean weight {own['weights']['mean']:.6f} vs "
+          f"{greedy_weight:.6f} ({len(matched)} rounds match slate {slate})")
     out, *_ = run(binary, work, "eval", "ope", "--logs", f"{obd}/random/all", "--policy", "thompson",
                   "--policy-logs", f"{obd}/bts/all", "--policy-samples", "20000", "--bootstrap", "200", "--json")
     own = json.loads(out)
     check("ope: --policy thompson is measured as a distribution", abs(own["weights"]["mean"] - 1.0) < 0.1,
-          f"mean weight {own['weights']['mean']:.3f}; IPS {own['metrics']['ips']:.6f}, DR {own['metrics']['dr']:.6f}")
+          f"mean weight {own['weights']['mean']:.3f}; IPS {own['metrics']['ips']:.6f} "
+          f"[{own['ci95']['ips'][0]:.6f}, {own['ci95']['ips'][1]:.6f}], DR {own['metrics']['dr']:.6f}")
 
 
 def simulate_gate(binary, shared, work):

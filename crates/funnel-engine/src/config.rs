@@ -125,6 +125,9 @@ pub struct TrainConfig {
     /// The event kind that counts as a bandit policy's reward for an impression
     /// (`thompson`, `linucb` exploration): `click` by default.
     pub bandit_reward: String,
+    /// A reward counts against an impression of the same item to the same user at most
+    /// this many days before it.
+    pub bandit_window_days: f64,
     /// Learned rankers (`[train.ranker]`), for surfaces with `ranker = "gbdt"`.
     pub ranker: RankerTrainConfig,
 }
@@ -381,6 +384,7 @@ impl Default for TrainConfig {
             als_factors: 64,
             als_iterations: 15,
             bandit_reward: "click".into(),
+            bandit_window_days: 1.0,
             seed: 42,
             ranker: RankerTrainConfig::default(),
         }
@@ -498,6 +502,9 @@ impl EngineConfig {
         one_of("train.cf_model".into(), &t.cf_model, CF_MODELS)?;
         if EventKind::parse(&t.bandit_reward).is_none_or(|k| k == EventKind::Impression) {
             return Err(ConfigError::new("train.bandit_reward", "must be an event kind other than `impression`"));
+        }
+        if !(t.bandit_window_days > 0.0 && t.bandit_window_days <= 36_500.0) {
+            return Err(ConfigError::new("train.bandit_window_days", "must be between 0 and 36500 days"));
         }
         if !(t.watch_seconds_unit > 0.0 && t.watch_seconds_unit.is_finite()) {
             return Err(ConfigError::new("train.watch_seconds_unit", "must be a positive number of seconds"));
@@ -659,11 +666,11 @@ impl SurfaceConfig {
         if !(10..=100_000).contains(&r.propensity_samples) {
             return Err(ConfigError::new(key("rerank.propensity_samples"), "must be between 10 and 100000"));
         }
-        // Each Thompson request keeps samples × depth item indices.
-        if r.propensity_samples * r.explore_depth > 2_000_000 {
+        // Each Thompson request keeps samples × max(depth, k) item indices, k up to 1000.
+        if r.propensity_samples * r.explore_depth.max(crate::request::MAX_K) > 2_000_000 {
             return Err(ConfigError::new(
                 key("rerank.propensity_samples"),
-                format!("× explore_depth ({}) must be at most 2000000", r.explore_depth),
+                "must be at most 2000 (each request keeps this many orders of up to 1000 candidates)",
             ));
         }
         if !(0.0..=1000.0).contains(&r.linucb_alpha) {

@@ -177,9 +177,9 @@ fn best_first(ranked: Vec<Candidate>, keys: &[f64]) -> Vec<Candidate> {
     keyed.into_iter().map(|(_, c)| c).collect()
 }
 
-/// Thompson sampling's model without the sampling: the `depth` best candidates by the
-/// mean of their reward rate's posterior (per item and segment), each shown with
-/// probability 1. Pure exploitation of what the bandit has learned: the baseline that
+/// Thompson sampling's model without the sampling: of the ranker's best `depth`
+/// candidates, the `k` with the highest posterior mean reward rate (per item and
+/// segment), each shown with probability 1. Pure exploitation of what the bandit has learned: the baseline that
 /// shows what Thompson sampling's exploration costs or gains.
 struct BanditGreedy {
     depth: usize,
@@ -343,8 +343,8 @@ mod tests {
         };
         // Without fitted arms: the ranker's order.
         assert_eq!(order(&snapshot, 1.0), [(0, 1.0), (1, 1.0), (2, 1.0)]);
-        snapshot.linucb =
-            Some(crate::LinUcb::fit(&gathered, &snapshot.segments, funnel_core::EventKind::Click, i64::MAX));
+        let events = crate::feedback::bandit_events(&gathered, funnel_core::EventKind::Click, 86_400, i64::MAX);
+        snapshot.linucb = Some(crate::LinUcb::fit(&events, &snapshot.segments));
         // u39 (country b) takes i1 on half its impressions. Greedy (α = 0): i1 first, then
         // i0 and i3 tie at 0 (the ranker's order breaks it; i2 is estimated just below).
         let greedy = order(&snapshot, 0.0);

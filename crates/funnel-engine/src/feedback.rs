@@ -1,9 +1,11 @@
 //! What the bandit policies learn from: how often each item was shown (impressions) and
 //! rewarded (events of the kind `train.bandit_reward`, a click by default), overall and
 //! within each user segment. A reward counts only against an earlier impression of the
-//! same item to the same user that no reward has claimed yet: a click from a search the
-//! log has no impression of, or a second click on one impression, says nothing about how
-//! often a shown item is taken.
+//! same item to the same user, at most `train.bandit_window_days` before it, that no
+//! reward has claimed yet: a click with no impression of that item in the window (from a
+//! search the log has no slate of, say), or a second click on one impression, says
+//! nothing about how often a shown item is taken. (The log's events carry no request id
+//! to match on.)
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -27,34 +29,49 @@ impl Counts {
     }
 }
 
-/// (user, item, is a reward) of every impression, and of every reward matched to an
-/// earlier unclaimed impression, up to `as_of`, in time order.
+/// One impression, or one reward matched to an impression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BanditEvent {
+    pub user: u32,
+    pub item: u32,
+    pub reward: bool,
+}
+
+/// Every impression up to `as_of`, and every reward matched to an earlier unclaimed
+/// impression of the same (user, item) at most `window_seconds` before it, in time order
+/// (within a second, impressions first).
 pub(crate) fn bandit_events(
     gathered: &Gathered,
     reward: EventKind,
+    window_seconds: i64,
     as_of: Timestamp,
-) -> impl Iterator<Item = (u32, u32, bool)> + '_ {
-    let mut order: Vec<usize> = (0..gathered.interactions.len())
-        .filter(|&i| {
-            let e = &gathered.interactions[i];
-            e.timestamp <= as_of && (e.kind == EventKind::Impression || e.kind == reward)
-        })
-        .collect();
-    // Stable: an impression logged before its click at the same second stays first.
-    order.sort_by_key(|&i| gathered.interactions[i].timestamp);
-    let mut unclaimed: FxHashMap<(u32, u32), u32> = FxHashMap::default();
-    order.into_iter().filter_map(move |i| {
-        let e = &gathered.interactions[i];
-        let open = unclaimed.entry((e.user, e.item)).or_default();
+) -> Vec<BanditEvent> {
+    let events = &gathered.interactions;
+    let relevant =
+        |e: &crate::train::Interaction| e.timestamp <= as_of && (e.kind == EventKind::Impression || e.kind == reward);
+    let mut order: Vec<u32> = (0..events.len() as u32).filter(|&i| relevant(&events[i as usize])).collect();
+    order.sort_by_key(|&i| (events[i as usize].timestamp, events[i as usize].kind != EventKind::Impression));
+    // (user, item) → (unclaimed impressions, time of the latest).
+    let mut unclaimed: FxHashMap<(u32, u32), (u32, Timestamp)> = FxHashMap::default();
+    let mut out = Vec::with_capacity(order.len());
+    for i in order {
+        let e = &events[i as usize];
+        let key = (e.user, e.item);
         if e.kind == EventKind::Impression {
-            *open += 1;
-            return Some((e.user, e.item, false));
+            let open = unclaimed.entry(key).or_default();
+            *open = (open.0 + 1, e.timestamp);
+            out.push(BanditEvent { user: e.user, item: e.item, reward: false });
+        } else if let Some(open) = unclaimed.get_mut(&key)
+            && e.timestamp - open.1 <= window_seconds
+        {
+            open.0 -= 1;
+            if open.0 == 0 {
+                unclaimed.remove(&key);
+            }
+            out.push(BanditEvent { user: e.user, item: e.item, reward: true });
         }
-        (*open > 0).then(|| {
-            *open -= 1;
-            (e.user, e.item, true)
-        })
-    })
+    }
+    out
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -73,16 +90,17 @@ pub struct Feedback {
 pub const LEAST_SHOWN: usize = 100_000;
 
 impl Feedback {
-    /// Counts of every event up to `as_of`; segments by the users' stored attributes.
-    pub(crate) fn build(gathered: &Gathered, segments: &Segments, reward: EventKind, as_of: Timestamp) -> Self {
+    /// Counts of `events` ([`bandit_events`]) over `n_items` items; segments by the users'
+    /// stored attributes.
+    pub(crate) fn build(events: &[BanditEvent], n_items: usize, segments: &Segments) -> Self {
         let of_users = segments.of_users();
-        let mut items = vec![Counts::default(); gathered.items.len()];
+        let mut items = vec![Counts::default(); n_items];
         let mut pairs: FxHashMap<(u32, u32), Counts> = FxHashMap::default();
-        for (user, item, is_reward) in bandit_events(gathered, reward, as_of) {
-            let one = Counts { shown: u64::from(!is_reward), rewarded: u64::from(is_reward) };
-            items[item as usize].add(one);
-            for &segment in of_users.get(user as usize).map_or(&[][..], Vec::as_slice) {
-                pairs.entry((segment, item)).or_default().add(one);
+        for event in events {
+            let one = Counts { shown: u64::from(!event.reward), rewarded: u64::from(event.reward) };
+            items[event.item as usize].add(one);
+            for &segment in of_users.get(event.user as usize).map_or(&[][..], Vec::as_slice) {
+                pairs.entry((segment, event.item)).or_default().add(one);
             }
         }
         let mut by_segment: Vec<((u32, u32), Counts)> = pairs.into_iter().collect();
@@ -103,18 +121,21 @@ impl Feedback {
         self.items.get(item as usize).copied().unwrap_or_default()
     }
 
-    /// The item's counts within `segments`, averaged over them: a user in several
-    /// segments (a country and an age band) contributes to each, so summing would count
-    /// the same impressions several times. (shown, rewarded) as real numbers.
-    pub fn in_segments(&self, item: u32, segments: &[u32]) -> (f64, f64) {
+    /// The item's counts within `segments`, averaged over those that have shown it: a
+    /// user in several segments (a country and an age band) contributes to each, so
+    /// summing would count the same impressions several times. (shown, rewarded) as real
+    /// numbers; `None` when no segment has shown the item.
+    pub fn in_segments(&self, item: u32, segments: &[u32]) -> Option<(f64, f64)> {
         let mut sum = Counts::default();
+        let mut with_data = 0u32;
         for &segment in segments {
             if let Ok(at) = self.by_segment.binary_search_by_key(&(segment, item), |(key, _)| *key) {
                 sum.add(self.by_segment[at].1);
+                with_data += 1;
             }
         }
-        let n = segments.len().max(1) as f64;
-        (sum.shown as f64 / n, sum.rewarded as f64 / n)
+        let n = f64::from(with_data);
+        (with_data > 0).then(|| (sum.shown as f64 / n, sum.rewarded as f64 / n))
     }
 
     /// The reward rate of all impressions, with one reward in two impressions as a prior
@@ -134,10 +155,10 @@ impl Feedback {
         };
         let overall = self.item(item);
         let (a, b) = update(self.base_rate(), (overall.shown as f64, overall.rewarded as f64));
-        if segments.is_empty() {
-            return (a, b);
+        match self.in_segments(item, segments) {
+            Some(within) => update(a / (a + b), within),
+            None => (a, b),
         }
-        update(a / (a + b), self.in_segments(item, segments))
     }
 }
 
@@ -184,6 +205,11 @@ pub(crate) mod tests {
         gathered
     }
 
+    /// Feedback of `gathered` up to `as_of`, clicks as rewards within a day.
+    fn counts(gathered: &crate::train::Gathered, segments: &Segments, as_of: Timestamp) -> Feedback {
+        Feedback::build(&bandit_events(gathered, EventKind::Click, 86_400, as_of), gathered.items.len(), segments)
+    }
+
     #[test]
     fn counts_impressions_and_rewards_per_item_and_segment() {
         let snapshot = crate::train::snapshot_from(&log());
@@ -195,11 +221,12 @@ pub(crate) mod tests {
         assert_eq!(feedback.least_shown, [3, 2, 0, 1]);
         let a = snapshot.segments.matching(Some(0), &Default::default());
         let b = snapshot.segments.matching(Some(39), &Default::default());
-        assert_eq!(feedback.in_segments(0, &a), (200.0, 100.0));
-        assert_eq!(feedback.in_segments(0, &b), (200.0, 0.0));
+        assert_eq!(feedback.in_segments(0, &a), Some((200.0, 100.0)));
+        assert_eq!(feedback.in_segments(0, &b), Some((200.0, 0.0)));
         // Averaged over the segments named, not summed.
         let both: Vec<u32> = a.iter().chain(&b).copied().collect();
-        assert_eq!(feedback.in_segments(0, &both), (200.0, 50.0));
+        assert_eq!(feedback.in_segments(0, &both), Some((200.0, 50.0)));
+        assert_eq!(feedback.in_segments(3, &both), None, "never shown");
         let mean = |(a, b): (f64, f64)| a / (a + b);
         // Overall i0 and i1 are alike; within a segment the liked one is far ahead.
         assert!((mean(feedback.posterior(0, &[], 10.0)) - mean(feedback.posterior(1, &[], 10.0))).abs() < 1e-9);
@@ -208,7 +235,7 @@ pub(crate) mod tests {
         // The never-shown item keeps the prior: the base rate.
         assert!((mean(feedback.posterior(3, &[], 10.0)) - feedback.base_rate()).abs() < 1e-9);
         // A later cut sees fewer events.
-        let early = Feedback::build(&log(), &snapshot.segments, EventKind::Click, 4);
+        let early = counts(&log(), &snapshot.segments, 4);
         assert_eq!(early.item(0), Counts { shown: 200, rewarded: 60 });
     }
 
@@ -226,10 +253,19 @@ pub(crate) mod tests {
         ] {
             gathered.record(record);
         }
-        let feedback = Feedback::build(&gathered, &Segments::default(), EventKind::Click, 10);
+        let feedback = counts(&gathered, &Segments::default(), 10);
         assert_eq!(feedback.item(0), Counts { shown: 2, rewarded: 1 });
-        let early = Feedback::build(&gathered, &Segments::default(), EventKind::Click, 2);
+        let early = counts(&gathered, &Segments::default(), 2);
         assert_eq!(early.item(0), Counts { shown: 1, rewarded: 0 }, "the click at 3 is after the cut");
+        // Outside the attribution window a click claims nothing.
+        let narrow = bandit_events(&gathered, EventKind::Click, 0, 10);
+        assert!(narrow.iter().all(|e| !e.reward), "{narrow:?}");
+        // A click logged before its impression in the same second still matches it.
+        let mut same_second = crate::train::Gathered::default();
+        same_second.record(Record::Item(Item::bare("i0")));
+        same_second.record(event("u", "i0", EventKind::Click, 5));
+        same_second.record(event("u", "i0", EventKind::Impression, 5));
+        assert_eq!(counts(&same_second, &Segments::default(), 10).item(0), Counts { shown: 1, rewarded: 1 });
     }
 
     #[test]

@@ -6,12 +6,11 @@
 
 use faer::linalg::solvers::DenseSolveCore;
 use faer::{Mat, Side};
-use funnel_core::{EventKind, Timestamp};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::feedback::BanditEvent;
 use crate::segments::Segments;
-use crate::train::Gathered;
 
 /// Segments in the context (the largest by members); with the bias, the dimension.
 pub const CONTEXT_SEGMENTS: usize = 15;
@@ -35,8 +34,8 @@ impl LinUcb {
         self.segments.len() + 1
     }
 
-    /// Fits every arm from the events up to `as_of`.
-    pub(crate) fn fit(gathered: &Gathered, segments: &Segments, reward: EventKind, as_of: Timestamp) -> Self {
+    /// Fits every arm from the impressions and matched rewards.
+    pub(crate) fn fit(events: &[BanditEvent], segments: &Segments) -> Self {
         let mut largest: Vec<u32> = (0..segments.len() as u32).collect();
         largest.sort_by_key(|&s| (std::cmp::Reverse(segments.segments[s as usize].users), s));
         largest.truncate(CONTEXT_SEGMENTS);
@@ -53,10 +52,10 @@ impl LinUcb {
             .collect();
         let bias_only = vec![0usize];
         let mut sums: FxHashMap<u32, (Vec<f64>, Vec<f64>)> = FxHashMap::default();
-        for (user, item, is_reward) in crate::feedback::bandit_events(gathered, reward, as_of) {
-            let x = contexts.get(user as usize).unwrap_or(&bias_only);
-            let (a, b) = sums.entry(item).or_insert_with(|| (vec![0.0; dim * dim], vec![0.0; dim]));
-            if is_reward {
+        for event in events {
+            let x = contexts.get(event.user as usize).unwrap_or(&bias_only);
+            let (a, b) = sums.entry(event.item).or_insert_with(|| (vec![0.0; dim * dim], vec![0.0; dim]));
+            if event.reward {
                 x.iter().for_each(|&i| b[i] += 1.0);
             } else {
                 for &i in x {
@@ -112,7 +111,8 @@ mod tests {
     fn each_arm_learns_the_reward_rate_of_each_kind_of_user() {
         let gathered = crate::feedback::tests::log();
         let snapshot = crate::train::snapshot_from(&gathered);
-        let model = LinUcb::fit(&gathered, &snapshot.segments, EventKind::Click, i64::MAX);
+        let events = crate::feedback::bandit_events(&gathered, funnel_core::EventKind::Click, 86_400, i64::MAX);
+        let model = LinUcb::fit(&events, &snapshot.segments);
         assert_eq!(model.dim(), 3, "bias, country=a, country=b");
         let a = model.context(&snapshot.segments.matching(Some(0), &Default::default()));
         let b = model.context(&snapshot.segments.matching(Some(39), &Default::default()));

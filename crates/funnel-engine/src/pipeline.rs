@@ -61,6 +61,8 @@ pub(crate) struct Pipeline {
     pins: Vec<PinConfig>,
     /// Whether pins skip items the user has seen (the surface has the `seen` rule).
     pins_skip_seen: bool,
+    /// Whether a pinned item drops the candidates with its title (the `dedupe` rule).
+    pins_dedupe: bool,
     max_candidates: usize,
     merge: Merge,
     rrf_k: f32,
@@ -121,6 +123,21 @@ impl Pipeline {
                 tracing::warn!(surface, source = %format!("cf-{kind}"), "the snapshot has no such CF model (run `funnel train`): the source proposes nothing");
             }
         }
+        for pin in config.rerank.pins.iter().filter(|p| snapshot.catalog.index_of(&p.item).is_none()) {
+            tracing::warn!(surface, item = %pin.item, "a pinned item is not in the snapshot's catalog: never shown");
+        }
+        for boost in &config.rerank.boosts {
+            let known = match (&boost.item, &boost.category) {
+                (Some(item), _) => snapshot.catalog.index_of(item).is_some(),
+                (_, Some(category)) => {
+                    (0..snapshot.catalog.n_categories() as u32).any(|c| snapshot.catalog.category_name(c) == category)
+                }
+                (None, None) => true,
+            };
+            if !known {
+                tracing::warn!(surface, ?boost, "a boost names an item or category the snapshot does not have");
+            }
+        }
         if config.exploration == "linucb" && snapshot.linucb.is_none() {
             tracing::warn!(
                 surface,
@@ -143,6 +160,7 @@ impl Pipeline {
                 pins
             },
             pins_skip_seen: config.rules.iter().any(|r| r == "seen"),
+            pins_dedupe: config.rules.iter().any(|r| r == "dedupe"),
             max_candidates: config.max_candidates,
             merge: config.merge,
             rrf_k: config.rrf_k,
@@ -210,16 +228,23 @@ impl Pipeline {
         let (pinned, skipped) = self.take_pins(ctx, &mut candidates);
         let input = candidates.len();
         let mut rng = StdRng::seed_from_u64(ctx.request.seed);
-        let mut slate = self.exploration.choose(ctx, candidates, ctx.request.k - pinned.len(), &mut rng);
+        let rest = ctx.request.k - pinned.len();
+        let mut slate = match rest {
+            0 => Vec::new(),
+            rest => self.exploration.choose(ctx, candidates, rest, &mut rng),
+        };
         stages.record("explore", self.exploration.name(), started, (input, slate.len()), || {
             json!({ "slate": describe(ctx, &slate, slate.len()), "propensities": slate.iter().map(|c| c.propensity).collect::<Vec<_>>() })
         });
         if !self.pins.is_empty() {
             let started = Instant::now();
             let input = slate.len();
-            let placed: Vec<(usize, u32)> = pinned.iter().map(|(p, c)| (*p, c.item)).collect();
+            let mut placed: Vec<(usize, u32)> = Vec::with_capacity(pinned.len());
             for (position, candidate) in pinned {
-                slate.insert((position - 1).min(slate.len()), candidate);
+                // A slate shorter than the pin's position takes it at its end.
+                let at = (position - 1).min(slate.len());
+                placed.push((at + 1, candidate.item));
+                slate.insert(at, candidate);
             }
             stages.record("rules", "pin", started, (input, slate.len()), || {
                 let id = |item: u32| ctx.snapshot.catalog.get(item).id.clone();
@@ -253,6 +278,9 @@ impl Pipeline {
                 Some(at) => candidates.remove(at),
                 None => Candidate { score: best, ..Candidate::new(item, "pin", best) },
             };
+            if let Some(title) = ctx.snapshot.catalog.title_key(item).filter(|_| self.pins_dedupe) {
+                candidates.retain(|c| ctx.snapshot.catalog.title_key(c.item) != Some(title));
+            }
             pinned.push((pin.position, Candidate { propensity: 1.0, ..candidate }));
         }
         (pinned, skipped)

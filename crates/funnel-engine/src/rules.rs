@@ -98,8 +98,9 @@ impl Rule for Dedupe {
 }
 
 /// Maximal marginal relevance over the top `depth` candidates: each next place goes to the
-/// candidate with the best λ · relevance − (1 − λ) · (largest category similarity, Jaccard,
-/// to a candidate placed above it); relevance is the score scaled to [0, 1] within the top.
+/// candidate with the best λ · relevance − (1 − λ) · (largest similarity to a candidate
+/// placed above it: Jaccard of their categories, or the cosine of their content vectors,
+/// floored at 0); relevance is the score scaled to [0, 1] within the top.
 /// Scores are kept; only the order changes.
 struct Diversity {
     lambda: f32,
@@ -147,14 +148,16 @@ impl Rule for Diversity {
         };
         let norms: Vec<f32> =
             vectors.iter().flatten().map(|v| v.map_or(0.0, |v| v.iter().map(|x| x * x).sum::<f32>().sqrt())).collect();
+        let categories: Vec<&[u32]> = top.iter().map(|c| catalog.get(c.item).categories.as_slice()).collect();
         let similarity = |a: usize, b: usize| match &vectors {
             Some(vectors) => match (vectors[a], vectors[b]) {
                 (Some(x), Some(y)) if norms[a] > 0.0 && norms[b] > 0.0 => {
                     (x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>() / (norms[a] * norms[b])).max(0.0)
                 }
-                _ => 0.0,
+                // An item without a vector is compared by its categories.
+                _ => jaccard(categories[a], categories[b]),
             },
-            None => jaccard(&catalog.get(top[a].item).categories, &catalog.get(top[b].item).categories),
+            None => jaccard(categories[a], categories[b]),
         };
         let mut closest = vec![0f32; n];
         let mut placed = vec![false; n];

@@ -24,8 +24,8 @@ use crate::{Catalog, EngineError, SearchConfig, TrainConfig};
 /// file cannot be read by new code). 2: CF with an ANN index, content vectors.
 /// 3: segments. 4: content text keys (unchanged items keep their vectors). 5: the spell
 /// corrector's vocabulary; lone letters are no longer index terms. 6: learned rankers.
-/// 7: impressions and rewards per item and segment (bandit feedback).
-pub const FORMAT_VERSION: u32 = 7;
+/// 7: impressions and rewards per item and segment (bandit feedback). 8: LinUCB arms in f64.
+pub const FORMAT_VERSION: u32 = 8;
 const MANIFEST: &str = "manifest.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -280,12 +280,12 @@ pub(crate) fn assemble(
     let histories = histories(gathered, as_of);
     let segments = segments(gathered, config, as_of);
     let reward = EventKind::parse(&config.train.bandit_reward).unwrap_or(EventKind::Click);
-    let feedback = Feedback::build(gathered, &segments, reward, as_of);
-    let linucb = config
-        .surfaces
-        .values()
-        .any(|s| s.exploration == "linucb")
-        .then(|| LinUcb::fit(gathered, &segments, reward, as_of));
+    let window = (config.train.bandit_window_days * 86_400.0) as i64;
+    let bandit_events = crate::feedback::bandit_events(gathered, reward, window, as_of);
+    let feedback = Feedback::build(&bandit_events, gathered.items.len(), &segments);
+    let linucb =
+        config.surfaces.values().any(|s| s.exploration == "linucb").then(|| LinUcb::fit(&bandit_events, &segments));
+    drop(bandit_events);
     phases.start("collaborative filtering");
     let features = TowerFeatures {
         content: content.as_ref(),

@@ -63,7 +63,17 @@ impl ActionDist {
                 logs.rounds.len()
             )));
         }
-        let probs = logs.rounds.iter().flat_map(|r| (0..n_items as u32).map(|item| prob(item, r.position))).collect();
+        let probs: Vec<f64> =
+            logs.rounds.iter().flat_map(|r| (0..n_items as u32).map(|item| prob(item, r.position))).collect();
+        for (round, logged) in logs.rounds.iter().enumerate() {
+            let sum: f64 = probs[round * n_items..(round + 1) * n_items].iter().sum();
+            if (sum - 1.0).abs() > 1e-6 {
+                return Err(EvalError::Input(format!(
+                    "the policy's probabilities at position {} (from 0) sum to {sum:.6}, not 1",
+                    logged.position
+                )));
+            }
+        }
         Ok(Self { n_items, probs })
     }
 }

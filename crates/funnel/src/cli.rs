@@ -214,17 +214,20 @@ pub struct EvalOpeArgs {
     pub action_dist: Option<PathBuf>,
     /// Evaluate one of Funnel's own exploration policies instead of --action-dist:
     /// thompson, bandit-greedy, epsilon-greedy or none (greedy), serving the logs' items
-    /// (sources popular and unexplored, no rules) from a snapshot of --policy-logs
-    /// (default: --logs itself, which evaluates the policy in-sample). Its probability of
-    /// each item at each position is measured over --policy-samples served slates.
-    #[arg(long)]
+    /// (sources popular and unexplored, no rules) from a snapshot of --policy-logs. Its
+    /// probability of each item at each position is measured over --policy-samples
+    /// served slates.
+    #[arg(long, requires = "policy_logs")]
     pub policy: Option<String>,
-    #[arg(long)]
+    /// The logs the policy learns from (the same folder as --logs evaluates it
+    /// in-sample, which flatters it).
+    #[arg(long, requires = "policy")]
     pub policy_logs: Option<PathBuf>,
-    #[arg(long, default_value_t = 100_000)]
-    pub policy_samples: usize,
+    /// Slates served to measure the policy's distribution (default 100000).
+    #[arg(long, requires = "policy")]
+    pub policy_samples: Option<usize>,
     /// Logs of the target policy itself: its mean reward is the truth to compare with.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "policy")]
     pub truth: Option<PathBuf>,
     /// Pseudo-rounds of the reward model's shrinkage toward each position's rate.
     #[arg(long, default_value_t = 100.0)]
@@ -782,6 +785,7 @@ pub struct SimulateArgs {
         default_value = "greedy,epsilon-greedy,bandit-greedy,thompson,linucb,popularity-penalty"
     )]
     pub policies: Vec<String>,
+    /// Rounds to play (at least 2: the first half is the short run, the rest the long).
     #[arg(long, default_value_t = 20)]
     pub rounds: usize,
     #[arg(long, default_value_t = 1000)]

@@ -278,11 +278,10 @@ fn ope(args: &EvalOpeArgs) -> anyhow::Result<()> {
     let (dist, policy) = match (&args.action_dist, &args.policy) {
         (Some(path), _) => (read_action_dist(path, &logs)?, None),
         (None, Some(name)) => {
-            let trained_on = match &args.policy_logs {
-                Some(dir) => read_logs(dir)?,
-                None => logs.clone(),
-            };
-            let (dist, about) = crate::ope_policy::action_dist(name, &logs, &trained_on, args.policy_samples)?;
+            let dir = args.policy_logs.as_deref().context("--policy needs --policy-logs")?;
+            let trained_on = read_logs(dir)?;
+            let samples = args.policy_samples.unwrap_or(100_000);
+            let (dist, about) = crate::ope_policy::action_dist(name, &logs, &trained_on, samples)?;
             (dist, Some(about))
         }
         (None, None) => anyhow::bail!("give --action-dist FILE or --policy NAME"),

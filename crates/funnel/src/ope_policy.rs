@@ -2,11 +2,11 @@
 //! exploration policies over a bandit dataset's items, measured by serving it.
 //!
 //! The logs become a store (one item per `item_id`, an impression per round and a click
-//! where it was clicked, all by one anonymous visitor: the policies read no context
-//! here), a snapshot is trained from them, and the engine serves `samples` slates of the
-//! logs' length from a surface of the `popular` and `unexplored` sources (so every item
-//! is a candidate) with the named exploration stage. How often each item landed at each
-//! position is the policy's probability of showing it there.
+//! where it was clicked, all by one anonymous visitor at one instant: the policies read
+//! no context and no time here), a snapshot is trained from them, and the engine serves
+//! `samples` slates of the logs' length from a surface of the `popular` and `unexplored`
+//! sources (so every item is a candidate) with the named exploration stage. How often each
+//! item landed at each position is the policy's probability of showing it there.
 
 use std::sync::Arc;
 
@@ -40,6 +40,9 @@ pub fn action_dist(
     if !(100..=10_000_000).contains(&samples) {
         bail!("--policy-samples must be between 100 and 10000000");
     }
+    if !(1..=100_000).contains(&logs.n_items) {
+        bail!("{} items: --policy serves catalogs of 1 to 100000 items", logs.n_items);
+    }
     if trained_on.n_items != logs.n_items {
         bail!(
             "--policy-logs lists {} items, --logs {}: they must share one item_context.csv",
@@ -56,21 +59,23 @@ pub fn action_dist(
         &format!(
             "[train]\ncf_model = \"none\"\n[surfaces.ope]\nsources = [{{ name = \"popular\", quota = {n} }}, \
              {{ name = \"unexplored\", quota = {n}, weight = 0.01 }}]\nrules = []\nexploration = \"{name}\"\n\
-             [surfaces.ope.rerank]\nexplore_depth = {depth}\npropensity_samples = 10\n",
-            n = n_items.max(1),
+             max_candidates = {n}\n[surfaces.ope.rerank]\nexplore_depth = {depth}\npropensity_samples = 10\n",
+            n = n_items,
             depth = n_items.clamp(1, 1000),
         ),
         std::iter::empty(),
     )
     .context("the evaluation surface")?;
     let mut records: Vec<Record> = (0..n_items).map(|i| Record::Item(Item::bare(i.to_string()))).collect();
-    for (t, round) in trained_on.rounds.iter().enumerate() {
+    // All at one instant: popularity is then plain click counts (no time decay), and each
+    // click still follows its impression (impressions first within a second).
+    for round in &trained_on.rounds {
         let event = |kind| Event {
             user: "visitor".into(),
             item: round.item.to_string(),
             kind,
             value: None,
-            timestamp: t as i64,
+            timestamp: 0,
             context: EventContext { position: Some(round.position + 1), ..EventContext::default() },
         };
         records.push(Record::Event(event(EventKind::Impression)));
@@ -95,10 +100,17 @@ pub fn action_dist(
         name: name.to_owned(),
         trained_on: trained_on.file.display().to_string(),
         training_rounds: trained_on.rounds.len(),
-        in_sample: trained_on.file == logs.file,
+        in_sample: same_file(&trained_on.file, &logs.file),
         samples,
     };
     Ok((dist, about))
+}
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 #[cfg(test)]

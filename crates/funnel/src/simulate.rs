@@ -17,7 +17,7 @@ pub fn run(config: &EngineConfig, args: &SimulateArgs) -> anyhow::Result<()> {
         true => Ok(()),
         false => Err(anyhow::anyhow!("--{name} must be between {low} and {high}, not {value}")),
     };
-    within("rounds", args.rounds, 1, 10_000)?;
+    within("rounds", args.rounds, 2, 10_000)?;
     within("users", args.users, 1, 1_000_000)?;
     within("items", args.items, 1, 1_000_000)?;
     within("k", args.k, 1, 1000)?;

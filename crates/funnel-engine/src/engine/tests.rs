@@ -553,14 +553,16 @@ fn learned_rankers_need_users_with_later_events() {
 #[test]
 fn boosts_lift_named_categories_and_pins_hold_their_position_through_exploration() {
     let mut records: Vec<Record> = Vec::new();
-    for (id, category, available) in
-        [("a", "x", true), ("b", "y", true), ("c", "x", true), ("d", "y", false), ("f", "y", true)]
-    {
-        let mut item = titled(id, &format!("title {id}"), &[category]);
+    // g has c's title: `dedupe` keeps it over c, but the pin on c must then drop it.
+    let items =
+        [("a", "x", true), ("b", "y", true), ("c", "x", true), ("d", "y", false), ("f", "y", true), ("g", "x", true)];
+    for (id, category, available) in items {
+        let title = if id == "g" { "title c".to_owned() } else { format!("title {id}") };
+        let mut item = titled(id, &title, &[category]);
         item.available = available;
         records.push(Record::Item(item));
     }
-    for (item, count) in [("a", 5), ("b", 4), ("c", 3), ("d", 6), ("f", 2)] {
+    for (item, count) in [("a", 5), ("b", 4), ("c", 3), ("d", 6), ("f", 2), ("g", 4)] {
         records.extend((0..count).map(|n| click(&format!("u{n}"), item, 1000 + n)));
     }
     let mut config = EngineConfig::load(
