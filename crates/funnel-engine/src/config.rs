@@ -663,15 +663,9 @@ impl SurfaceConfig {
         if !(r.thompson_prior_strength >= 1e-3 && r.thompson_prior_strength <= 1e9) {
             return Err(ConfigError::new(key("rerank.thompson_prior_strength"), "must be between 0.001 and 1e9"));
         }
-        if !(10..=100_000).contains(&r.propensity_samples) {
-            return Err(ConfigError::new(key("rerank.propensity_samples"), "must be between 10 and 100000"));
-        }
-        // Each Thompson request keeps samples × max(depth, k) item indices, k up to 1000.
-        if r.propensity_samples * r.explore_depth.max(crate::request::MAX_K) > 2_000_000 {
-            return Err(ConfigError::new(
-                key("rerank.propensity_samples"),
-                "must be at most 2000 (each request keeps this many orders of up to 1000 candidates)",
-            ));
+        // Each Thompson request keeps this many orders of up to max(depth, k) ≤ 1000 candidates.
+        if !(10..=2000).contains(&r.propensity_samples) {
+            return Err(ConfigError::new(key("rerank.propensity_samples"), "must be between 10 and 2000"));
         }
         if !(0.0..=1000.0).contains(&r.linucb_alpha) {
             return Err(ConfigError::new(key("rerank.linucb_alpha"), "must be between 0 and 1000"));

@@ -7,6 +7,8 @@
 //! nothing about how often a shown item is taken. (The log's events carry no request id
 //! to match on.)
 
+use std::collections::VecDeque;
+
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -51,24 +53,26 @@ pub(crate) fn bandit_events(
         |e: &crate::train::Interaction| e.timestamp <= as_of && (e.kind == EventKind::Impression || e.kind == reward);
     let mut order: Vec<u32> = (0..events.len() as u32).filter(|&i| relevant(&events[i as usize])).collect();
     order.sort_by_key(|&i| (events[i as usize].timestamp, events[i as usize].kind != EventKind::Impression));
-    // (user, item) → (unclaimed impressions, time of the latest).
-    let mut unclaimed: FxHashMap<(u32, u32), (u32, Timestamp)> = FxHashMap::default();
+    // (user, item) → the times of its unclaimed impressions, oldest first.
+    let mut unclaimed: FxHashMap<(u32, u32), VecDeque<Timestamp>> = FxHashMap::default();
     let mut out = Vec::with_capacity(order.len());
     for i in order {
         let e = &events[i as usize];
         let key = (e.user, e.item);
         if e.kind == EventKind::Impression {
-            let open = unclaimed.entry(key).or_default();
-            *open = (open.0 + 1, e.timestamp);
+            unclaimed.entry(key).or_default().push_back(e.timestamp);
             out.push(BanditEvent { user: e.user, item: e.item, reward: false });
-        } else if let Some(open) = unclaimed.get_mut(&key)
-            && e.timestamp - open.1 <= window_seconds
-        {
-            open.0 -= 1;
-            if open.0 == 0 {
+        } else if let Some(open) = unclaimed.get_mut(&key) {
+            // Impressions older than the window can no longer be claimed.
+            while open.front().is_some_and(|&t| e.timestamp - t > window_seconds) {
+                open.pop_front();
+            }
+            if open.pop_front().is_some() {
+                out.push(BanditEvent { user: e.user, item: e.item, reward: true });
+            }
+            if open.is_empty() {
                 unclaimed.remove(&key);
             }
-            out.push(BanditEvent { user: e.user, item: e.item, reward: true });
         }
     }
     out
@@ -260,6 +264,16 @@ pub(crate) mod tests {
         // Outside the attribution window a click claims nothing.
         let narrow = bandit_events(&gathered, EventKind::Click, 0, 10);
         assert!(narrow.iter().all(|e| !e.reward), "{narrow:?}");
+        // Two clicks on day 5: only the impression of day 5 is in the window, not day 0's.
+        let mut stale = crate::train::Gathered::default();
+        stale.record(Record::Item(Item::bare("i0")));
+        for (kind, t) in [(EventKind::Impression, 0), (EventKind::Impression, 5 * 86_400)] {
+            stale.record(event("u", "i0", kind, t));
+        }
+        for t in [5 * 86_400 + 1, 5 * 86_400 + 2] {
+            stale.record(event("u", "i0", EventKind::Click, t));
+        }
+        assert_eq!(counts(&stale, &Segments::default(), i64::MAX).item(0), Counts { shown: 2, rewarded: 1 });
         // A click logged before its impression in the same second still matches it.
         let mut same_second = crate::train::Gathered::default();
         same_second.record(Record::Item(Item::bare("i0")));

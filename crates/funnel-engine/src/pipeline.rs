@@ -174,12 +174,12 @@ impl Pipeline {
             if !self.sources.iter().any(|s| s.source.name() == name) {
                 let names: Vec<&str> = self.sources.iter().map(|s| s.source.name()).collect();
                 return bad(format!(
-                    "`{name}` is not a source of surface `{surface}` (its sources: {})",
+                    "`weight.{name}`: `{name}` is not a source of surface `{surface}` (its sources: {})",
                     names.join(", ")
                 ));
             }
             if !(weight.is_finite() && (0.0..=1000.0).contains(weight)) {
-                return bad(format!("`{name}`: {weight} is not between 0 and 1000"));
+                return bad(format!("`weight.{name}`: {weight} is not between 0 and 1000"));
             }
         }
         if !weights.is_empty() && self.ranker.name() == "gbdt" {
@@ -263,6 +263,7 @@ impl Pipeline {
         candidates: &mut Vec<Candidate>,
     ) -> (Vec<(usize, Candidate)>, Vec<String>) {
         let (mut pinned, mut skipped) = (Vec::new(), Vec::new());
+        let mut pinned_titles: Vec<u64> = Vec::new();
         let best = candidates.first().map_or(0.0, |c| c.score);
         for pin in self.pins.iter().filter(|p| p.position <= ctx.request.k) {
             let item = ctx.snapshot.catalog.index_of(&pin.item).filter(|&i| {
@@ -270,7 +271,9 @@ impl Pipeline {
                     && Some(i) != ctx.item
                     && !(self.pins_skip_seen && ctx.seen.contains(&i))
             });
-            let Some(item) = item else {
+            let title = item.filter(|_| self.pins_dedupe).and_then(|i| ctx.snapshot.catalog.title_key(i));
+            // Under `dedupe`, a second pin with a pinned item's title is skipped too.
+            let (Some(item), false) = (item, title.is_some_and(|t| pinned_titles.contains(&t))) else {
                 skipped.push(pin.item.clone());
                 continue;
             };
@@ -278,8 +281,9 @@ impl Pipeline {
                 Some(at) => candidates.remove(at),
                 None => Candidate { score: best, ..Candidate::new(item, "pin", best) },
             };
-            if let Some(title) = ctx.snapshot.catalog.title_key(item).filter(|_| self.pins_dedupe) {
+            if let Some(title) = title {
                 candidates.retain(|c| ctx.snapshot.catalog.title_key(c.item) != Some(title));
+                pinned_titles.push(title);
             }
             pinned.push((pin.position, Candidate { propensity: 1.0, ..candidate }));
         }

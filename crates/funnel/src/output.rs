@@ -13,7 +13,12 @@ fn serve_one(data: &DataDir, config: &EngineConfig, slate: &SlateArgs, request: 
     if dense && engine.snapshot().content.is_some() {
         engine = engine.with_query_embedder(crate::train::query_embedder(config));
     }
-    let weights = slate.weight.iter().cloned().collect();
+    let mut weights = std::collections::BTreeMap::new();
+    for (source, weight) in &slate.weight {
+        if weights.insert(source.clone(), *weight).is_some() {
+            anyhow::bail!("--weight: `{source}` is given more than once");
+        }
+    }
     let request = Request { k: slate.k, explain: slate.explain, seed: slate.seed, weights, ..request };
     let response = engine.run(&request)?;
     if slate.json {

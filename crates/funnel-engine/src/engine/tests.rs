@@ -572,7 +572,7 @@ fn boosts_lift_named_categories_and_pins_hold_their_position_through_exploration
         rules = ["seen", "available", "safe", "dedupe", "boost"]
         [surfaces.home.rerank]
         boosts = [{ category = "y", boost = 2.0 }, { item = "nowhere", boost = 1.0 }]
-        pins = [{ item = "c", position = 1 }, { item = "d", position = 2 }]
+        pins = [{ item = "c", position = 1 }, { item = "d", position = 2 }, { item = "g", position = 3 }]
         "#,
         [],
     )
@@ -580,11 +580,12 @@ fn boosts_lift_named_categories_and_pins_hold_their_position_through_exploration
     let snapshot = Arc::new(crate::snapshot_in_memory(records.clone(), &config, None).unwrap());
     let engine = Engine::new(snapshot.clone(), &config).unwrap();
     let explained = engine.run(&Request { explain: true, ..request("home") }).unwrap();
-    // b and f (category y) rise above a; c is pinned first; d (unavailable) is skipped.
+    // b and f (category y) rise above a; c is pinned first; d (unavailable) and g (c's
+    // title) are skipped.
     assert_eq!(ids(&explained), ["c", "b", "f", "a"]);
     let stages = &explained.trace.as_ref().unwrap().stages;
     let pin = stages.iter().find(|s| s.component == "pin").expect("a pin stage");
-    assert_eq!(pin.details["skipped"], serde_json::json!(["d"]));
+    assert_eq!(pin.details["skipped"], serde_json::json!(["d", "g"]), "d unavailable, g has c's title");
     // u4 clicked only a (seen): the slate keeps the pin, drops a.
     let u4 = engine.run(&Request { user: Some("u4".into()), ..request("home") }).unwrap();
     assert_eq!(ids(&u4), ["c", "b", "f"]);
