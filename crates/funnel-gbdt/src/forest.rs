@@ -1,8 +1,11 @@
-//! A model laid out for fast scoring of many rows: every tree's nodes packed into one
-//! array (feature, f32 threshold, children), and rows walked through each tree several
-//! at a time, so that their independent walks overlap instead of waiting on each other.
+//! A model laid out for fast scoring of many rows. Models whose trees have at most 32
+//! leaves (LightGBM's default is 31) are scored by [`crate::quickscorer`]; others walk
+//! every tree's nodes, packed into one array (feature, f32 threshold, children), several
+//! rows at a time, so that their independent walks overlap instead of waiting on each
+//! other.
 
 use crate::Model;
+use crate::quickscorer::Bitvectors;
 
 /// Rows walked through a tree together.
 const LANES: usize = 8;
@@ -29,6 +32,8 @@ pub struct Forest {
     /// Per tree: its root node and the length of its longest path.
     roots: Vec<i32>,
     depths: Vec<usize>,
+    /// The QuickScorer layout, when every tree has at most 32 leaves.
+    bits: Option<Bitvectors>,
 }
 
 /// Steps from the root to the deepest leaf (trees from `Model::load` or `train` are
@@ -62,6 +67,7 @@ impl Forest {
             values: vec![],
             roots: vec![],
             depths: vec![],
+            bits: Bitvectors::new(model, round_down),
         };
         for tree in &model.trees {
             // Internal nodes first, then the leaves, each leaf a node that leads to itself.
@@ -115,6 +121,10 @@ impl Forest {
             &own
         };
         let mut scores = vec![self.init_score; rows];
+        if let Some(bits) = &self.bits {
+            bits.add_scores(matrix, self.width, &mut scores);
+            return scores;
+        }
         for (&root, &depth) in self.roots.iter().zip(&self.depths) {
             let mut start = 0;
             while start < rows {

@@ -14,6 +14,7 @@ mod hist;
 mod lightgbm;
 mod model;
 mod objective;
+mod quickscorer;
 mod tree;
 
 use std::path::PathBuf;

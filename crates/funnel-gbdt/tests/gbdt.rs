@@ -142,18 +142,28 @@ fn bad_input_is_a_user_error() {
 #[test]
 fn the_compiled_forest_scores_exactly_as_the_trees() {
     let data = synthetic(30, 8);
-    let params = Params { trees: 30, min_data_in_leaf: 3, ..Params::default() };
-    let (model, _) = train(&data, None, &params, &mut |_, _| {}).unwrap();
-    let forest = model.compile();
-    let mut rows = data.features.clone();
-    rows[3] = f32::NAN; // NaN counts as 0
-    rows[WIDTH + 1] = f32::INFINITY;
-    let plain: Vec<f64> = rows.chunks(WIDTH).map(|row| model.predict(row)).collect();
-    assert_eq!(forest.predict_rows(&rows, WIDTH), plain);
-    // Rows narrower than the model's: the missing features are 0.
-    let narrow: Vec<f32> = rows.chunks(WIDTH).flat_map(|r| r[..5].to_vec()).collect();
-    let expected: Vec<f64> = narrow.chunks(5).map(|row| model.predict(row)).collect();
-    assert_eq!(forest.predict_rows(&narrow, 5), expected);
+    // 31 leaves: scored by QuickScorer; 40: by walking the trees.
+    for leaves in [31, 40] {
+        let params = Params { trees: 30, leaves, min_data_in_leaf: 2, ..Params::default() };
+        let (model, _) = train(&data, None, &params, &mut |_, _| {}).unwrap();
+        assert!(model.trees.iter().any(|t| t.leaves() > 20), "deep enough trees to test");
+        let forest = model.compile();
+        let mut rows = data.features.clone();
+        rows[3] = f32::NAN; // NaN counts as 0
+        rows[WIDTH + 1] = f32::INFINITY;
+        rows[2 * WIDTH + 2] = f32::NEG_INFINITY;
+        let plain: Vec<f64> = rows.chunks(WIDTH).map(|row| model.predict(row)).collect();
+        assert_eq!(forest.predict_rows(&rows, WIDTH), plain);
+        // A number of rows that fills no SIMD register, and single rows.
+        assert_eq!(forest.predict_rows(&rows[..13 * WIDTH], WIDTH), plain[..13]);
+        for r in [0, 1, 2, 17] {
+            assert_eq!(forest.predict_rows(&rows[r * WIDTH..(r + 1) * WIDTH], WIDTH), [plain[r]]);
+        }
+        // Rows narrower than the model's: the missing features are 0.
+        let narrow: Vec<f32> = rows.chunks(WIDTH).flat_map(|r| r[..5].to_vec()).collect();
+        let expected: Vec<f64> = narrow.chunks(5).map(|row| model.predict(row)).collect();
+        assert_eq!(forest.predict_rows(&narrow, 5), expected);
+    }
 }
 
 #[test]

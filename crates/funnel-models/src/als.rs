@@ -56,7 +56,9 @@ impl Als {
         let f = self.config.factors;
         let mut x = vec![0f32; f];
         let rows = Rows { items, weights, others: &self.item_factors };
-        solve_row(&self.item_gram, &rows, &mut x, f, self.config.alpha, f.max(self.config.cg_steps));
+        let (alpha, steps) = (self.config.alpha, f.max(self.config.cg_steps));
+        let scratch = &mut Scratch::default();
+        pulp::Arch::new().dispatch(SolveRow { yty: &self.item_gram, rows, x: &mut x, alpha, steps, scratch });
         x
     }
 
@@ -72,35 +74,67 @@ struct Rows<'a> {
     others: &'a [f32],
 }
 
+/// CG work vectors of one row, reused across the rows a thread solves.
+#[derive(Default)]
+struct Scratch {
+    r: Vec<f32>,
+    p: Vec<f32>,
+    ap: Vec<f32>,
+}
+
+/// [`solve_row`] compiled for the CPU's widest SIMD: `pulp` runs `with_simd` inside a
+/// function built with those target features, and everything below it is inlined.
+struct SolveRow<'a> {
+    yty: &'a [f32],
+    rows: Rows<'a>,
+    x: &'a mut [f32],
+    alpha: f32,
+    steps: usize,
+    scratch: &'a mut Scratch,
+}
+
+impl pulp::WithSimd for SolveRow<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        solve_row(self.yty, &self.rows, self.x, self.alpha, self.steps, self.scratch);
+    }
+}
+
 /// A few CG steps on one row's normal equations, starting from `x`.
-fn solve_row(yty: &[f32], rows: &Rows<'_>, x: &mut [f32], f: usize, alpha: f32, steps: usize) {
+#[inline(always)]
+fn solve_row(yty: &[f32], rows: &Rows<'_>, x: &mut [f32], alpha: f32, steps: usize, scratch: &mut Scratch) {
+    let f = x.len();
     let factor = |i: u32| &rows.others[i as usize * f..(i as usize + 1) * f];
+    let Scratch { r, p, ap } = scratch;
+    r.resize(f, 0.0);
+    p.resize(f, 0.0);
+    ap.resize(f, 0.0);
     // r = b − A x = Σ cᵢ yᵢ − YtY x − Σ (cᵢ − 1)(yᵢ·x) yᵢ
-    let mut r = vec![0f32; f];
-    symv(yty, x, &mut r);
+    symv(yty, x, r);
     r.iter_mut().for_each(|v| *v = -*v);
     for (&i, &w) in rows.items.iter().zip(rows.weights) {
         let y = factor(i);
         let confidence = 1.0 + alpha * w;
-        axpy(confidence - (confidence - 1.0) * dot(y, x), y, &mut r);
+        axpy(confidence - (confidence - 1.0) * dot(y, x), y, r);
     }
-    let mut p = r.clone();
-    let mut rs_old = dot(&r, &r);
-    let mut ap = vec![0f32; f];
+    p.copy_from_slice(r);
+    let mut rs_old = dot(r, r);
     for _ in 0..steps {
         if rs_old < 1e-20 {
             break;
         }
-        symv(yty, &p, &mut ap);
+        symv(yty, p, ap);
         for (&i, &w) in rows.items.iter().zip(rows.weights) {
             let y = factor(i);
-            axpy(alpha * w * dot(y, &p), y, &mut ap);
+            axpy(alpha * w * dot(y, p), y, ap);
         }
-        let step = rs_old / dot(&p, &ap);
-        axpy(step, &p, x);
-        axpy(-step, &ap, &mut r);
-        let rs_new = dot(&r, &r);
-        for (pi, ri) in p.iter_mut().zip(&r) {
+        let step = rs_old / dot(p, ap);
+        axpy(step, p, x);
+        axpy(-step, ap, r);
+        let rs_new = dot(r, r);
+        for (pi, ri) in p.iter_mut().zip(r.iter()) {
             *pi = ri + (rs_new / rs_old) * *pi;
         }
         rs_old = rs_new;
@@ -111,9 +145,10 @@ fn solve_row(yty: &[f32], rows: &Rows<'_>, x: &mut [f32], f: usize, alpha: f32, 
 fn solve_all(target: &mut [f32], others: &[f32], data: &Interactions, weights: &[Vec<f32>], config: &AlsConfig) {
     let f = config.factors;
     let yty = gram(others, f, config.regularization);
-    target.par_chunks_mut(f).enumerate().for_each(|(row, x)| {
+    let arch = pulp::Arch::new();
+    target.par_chunks_mut(f).enumerate().for_each_init(Scratch::default, |scratch, (row, x)| {
         let rows = Rows { items: data.items_of(row as u32), weights: &weights[row], others };
-        solve_row(&yty, &rows, x, f, config.alpha, config.cg_steps);
+        arch.dispatch(SolveRow { yty: &yty, rows, x, alpha: config.alpha, steps: config.cg_steps, scratch });
     });
 }
 

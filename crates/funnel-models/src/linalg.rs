@@ -1,11 +1,13 @@
 //! The few dense-vector kernels the factor models need, written so that the compiler
-//! vectorises them (plain loops over equal-length slices).
+//! vectorises them (plain loops over equal-length slices). They are always inlined, so
+//! that inside a `pulp` dispatch they are vectorised for the CPU's widest SIMD; the
+//! lanes are explicit, so every CPU computes the same sums in the same order.
 
 /// a · b
-#[inline]
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
-    // Four partial sums break the dependency chain and let LLVM use SIMD lanes.
+    // Eight partial sums break the dependency chain and let LLVM use SIMD lanes.
     let mut acc = [0f32; 8];
     let chunks = a.len() / 8 * 8;
     for (x, y) in a[..chunks].chunks_exact(8).zip(b[..chunks].chunks_exact(8)) {
@@ -21,7 +23,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// y += alpha · x
-#[inline]
+#[inline(always)]
 pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     debug_assert_eq!(x.len(), y.len());
     for (yi, xi) in y.iter_mut().zip(x) {
@@ -30,7 +32,7 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
 }
 
 /// out = G · x for a symmetric f × f matrix G stored row-major.
-#[inline]
+#[inline(always)]
 pub fn symv(g: &[f32], x: &[f32], out: &mut [f32]) {
     let f = x.len();
     for (row, o) in g.chunks_exact(f).zip(out.iter_mut()) {
@@ -41,15 +43,12 @@ pub fn symv(g: &[f32], x: &[f32], out: &mut [f32]) {
 /// Gram matrix Σ_i y_i y_iᵀ (+ reg · I) of the rows of `factors` (n × f, row-major).
 pub fn gram(factors: &[f32], f: usize, reg: f32) -> Vec<f32> {
     use rayon::prelude::*;
+    let arch = pulp::Arch::new();
     let partial = factors
         .par_chunks(f * 1024)
         .map(|block| {
             let mut g = vec![0f32; f * f];
-            for y in block.chunks_exact(f) {
-                for (a, &ya) in y.iter().enumerate() {
-                    axpy(ya, y, &mut g[a * f..(a + 1) * f]);
-                }
-            }
+            arch.dispatch(GramBlock { block, f, g: &mut g });
             g
         })
         .reduce(
@@ -64,6 +63,27 @@ pub fn gram(factors: &[f32], f: usize, reg: f32) -> Vec<f32> {
         g[d * f + d] += reg;
     }
     g
+}
+
+/// Adds Σ y yᵀ over the rows of `block` to `g`, compiled for the CPU's widest SIMD.
+struct GramBlock<'a> {
+    block: &'a [f32],
+    f: usize,
+    g: &'a mut [f32],
+}
+
+impl pulp::WithSimd for GramBlock<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let f = self.f;
+        for y in self.block.chunks_exact(f) {
+            for (a, &ya) in y.iter().enumerate() {
+                axpy(ya, y, &mut self.g[a * f..(a + 1) * f]);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -53,18 +53,37 @@ impl CustomOp1 for Gelu {
         let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("gelu: contiguous input only") };
         let input = &data[start..end];
         let mut out = vec![0f32; input.len()];
-        let exact = self.exact;
+        let (exact, arch) = (self.exact, pulp::Arch::new());
         out.par_chunks_mut(8192).zip(input.par_chunks(8192)).for_each(|(out, input)| {
-            for (o, &x) in out.iter_mut().zip(input) {
-                *o = if exact {
-                    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
-                } else {
-                    let inner = (2.0 / std::f32::consts::PI).sqrt() * (x + 0.044_715 * x * x * x);
-                    0.5 * x * (1.0 + inner.tanh())
-                };
-            }
+            arch.dispatch(GeluChunk { exact, input, out });
         });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// One chunk of [`Gelu`], compiled for the CPU's widest SIMD (the erf loop vectorises).
+struct GeluChunk<'a> {
+    exact: bool,
+    input: &'a [f32],
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for GeluChunk<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let pairs = self.out.iter_mut().zip(self.input);
+        if self.exact {
+            for (o, &x) in pairs {
+                *o = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+            }
+        } else {
+            for (o, &x) in pairs {
+                let inner = (2.0 / std::f32::consts::PI).sqrt() * (x + 0.044_715 * x * x * x);
+                *o = 0.5 * x * (1.0 + inner.tanh());
+            }
+        }
     }
 }
 
@@ -72,7 +91,7 @@ impl CustomOp1 for Gelu {
 /// denominator of degree 8; beyond ±4 erf is ±1 in f32). Branch-free, so the compiler
 /// vectorises it (plain multiply-adds: `mul_add` would call a software fma on baseline
 /// x86-64); within 1e-6 of libm's `erff` (tested).
-#[inline]
+#[inline(always)]
 fn erf(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
