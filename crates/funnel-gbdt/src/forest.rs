@@ -121,8 +121,9 @@ impl Forest {
             &own
         };
         let mut scores = vec![self.init_score; rows];
-        if let Some(bits) = &self.bits {
-            bits.add_scores(matrix, self.width, &mut scores);
+        if let Some(bits) = &self.bits
+            && bits.add_scores(matrix, self.width, &mut scores)
+        {
             return scores;
         }
         for (&root, &depth) in self.roots.iter().zip(&self.depths) {

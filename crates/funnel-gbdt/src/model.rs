@@ -150,6 +150,9 @@ impl Tree {
             if self.feature[n] as usize >= width {
                 return Err(format!("node {n} splits on feature {} of {width}", self.feature[n]));
             }
+            if self.threshold[n].is_nan() {
+                return Err(format!("node {n} has a NaN threshold"));
+            }
             for child in [self.left[n], self.right[n]] {
                 let parents = if child >= 0 {
                     ((child as usize) > n && (child as usize) < nodes).then(|| &mut node_parents[child as usize])

@@ -5,9 +5,11 @@
 //! A tree's leaves are numbered from the left; a row starts with every leaf of every
 //! tree reachable (all bits set). Each node the row goes right at (value > threshold)
 //! clears the leaves of its left subtree, and the row's leaf is then the lowest bit still
-//! set. Rows are scored two SIMD registers at a time (16 rows with AVX2, 32 with
-//! AVX-512, chosen at run time): one comparison and one masked AND per node for all of
-//! them, and a feature's scan stops at the first threshold none of them exceeds. Trees
+//! set. Rows are scored two SIMD registers at a time (16 rows with AVX2 or NEON, 32 with
+//! AVX-512, chosen at run time; without 8-lane SIMD the trees are walked instead): one
+//! comparison and one masked AND per node for all of them, and a feature's scan stops
+//! at the first threshold none of them exceeds; features no node splits on are never
+//! read. Trees
 //! of at most 32 leaves fit a `u32` per row. Each row's leaf values are added in tree
 //! order, so scores equal the trees' own exactly.
 
@@ -20,8 +22,9 @@ pub(crate) const MAX_LEAVES: usize = 32;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Bitvectors {
-    /// Feature `f`'s nodes are `starts[f]..starts[f + 1]` of the three arrays below,
-    /// by threshold, ascending.
+    /// The features some node splits on, ascending; the `i`th one's nodes are
+    /// `starts[i]..starts[i + 1]` of the three arrays below, by threshold, ascending.
+    features: Vec<usize>,
     starts: Vec<usize>,
     thresholds: Vec<f32>,
     trees: Vec<u32>,
@@ -51,7 +54,8 @@ impl Bitvectors {
         if model.trees.iter().any(|t| t.leaves() > MAX_LEAVES) {
             return None;
         }
-        let mut by_feature: Vec<Vec<(f32, u32, u32)>> = vec![Vec::new(); model.width];
+        // (feature, threshold, tree, mask) of every node.
+        let mut nodes: Vec<(usize, f32, u32, u32)> = Vec::new();
         let mut leaf_values = vec![0.0; model.trees.len() * MAX_LEAVES];
         let mut leaves = Vec::new();
         for (t, tree) in model.trees.iter().enumerate() {
@@ -66,30 +70,31 @@ impl Bitvectors {
                 leaves.clear();
                 leaves_under(tree, tree.left[n], &mut leaves);
                 let mask = leaves.iter().fold(u32::MAX, |mask, &leaf| mask & !(1u32 << position[leaf]));
-                let feature = tree.feature[n] as usize;
-                if feature >= by_feature.len() {
-                    by_feature.resize(feature + 1, Vec::new());
-                }
-                by_feature[feature].push((round(tree.threshold[n]), t as u32, mask));
+                nodes.push((tree.feature[n] as usize, round(tree.threshold[n]), t as u32, mask));
             }
         }
-        let mut bits = Bitvectors { starts: vec![0], thresholds: vec![], trees: vec![], masks: vec![], leaf_values };
-        for mut nodes in by_feature {
-            nodes.sort_by(|a, b| a.0.total_cmp(&b.0));
-            for (threshold, tree, mask) in nodes {
-                bits.thresholds.push(threshold);
-                bits.trees.push(tree);
-                bits.masks.push(mask);
+        nodes.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        let (thresholds, trees, masks) = (vec![], vec![], vec![]);
+        let mut bits = Bitvectors { features: vec![], starts: vec![], thresholds, trees, masks, leaf_values };
+        for (i, &(feature, threshold, tree, mask)) in nodes.iter().enumerate() {
+            if bits.features.last() != Some(&feature) {
+                bits.features.push(feature);
+                bits.starts.push(i);
             }
-            bits.starts.push(bits.thresholds.len());
+            bits.thresholds.push(threshold);
+            bits.trees.push(tree);
+            bits.masks.push(mask);
         }
+        bits.starts.push(nodes.len());
         Some(bits)
     }
 
     /// Adds every tree's leaf value, in tree order, to `scores` (one per row of
     /// `matrix`, `width` features each, no NaN; `width` covers every split feature).
-    pub fn add_scores(&self, matrix: &[f32], width: usize, scores: &mut [f64]) {
-        pulp::Arch::new().dispatch(Score { bits: self, matrix, width, scores });
+    /// Returns false, having done nothing, on a CPU without 8-lane SIMD (AVX2 or NEON),
+    /// where walking the trees is faster.
+    pub fn add_scores(&self, matrix: &[f32], width: usize, scores: &mut [f64]) -> bool {
+        pulp::Arch::new().dispatch(Score { bits: self, matrix, width, scores })
     }
 }
 
@@ -105,13 +110,16 @@ struct Score<'a> {
 const REGISTERS: usize = 2;
 
 impl WithSimd for Score<'_> {
-    type Output = ();
+    type Output = bool;
 
     #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
+    fn with_simd<S: Simd>(self, simd: S) -> bool {
         let Score { bits, matrix, width, scores } = self;
         let lanes = S::F32_LANES;
-        let features = width.min(bits.starts.len() - 1);
+        if lanes < 8 {
+            return false;
+        }
+        let features = bits.features.len();
         let trees = bits.leaf_values.len() / MAX_LEAVES;
         let all = simd.splat_u32s(u32::MAX);
         let mut reached = vec![[all; REGISTERS]; trees];
@@ -127,9 +135,9 @@ impl WithSimd for Score<'_> {
                 columns.fill(f32::NEG_INFINITY); // lanes past the last row: never above a threshold
             }
             for lane in 0..out.len() {
-                let row = &matrix[(first + lane) * width..(first + lane) * width + features];
-                for (f, &value) in row.iter().enumerate() {
-                    columns[f * block_rows + lane] = value;
+                let row = &matrix[(first + lane) * width..(first + lane + 1) * width];
+                for (f, &feature) in bits.features.iter().enumerate() {
+                    columns[f * block_rows + lane] = row[feature];
                 }
             }
             for f in 0..features {
@@ -167,10 +175,12 @@ impl WithSimd for Score<'_> {
                 for (sum, row_bits) in sums[..block_rows].iter_mut().zip(tree_bits) {
                     // A row's own leaf is never cleared, so the lowest set bit is below
                     // MAX_LEAVES; the mask only spares the bounds check.
+                    debug_assert_ne!(*row_bits, 0, "every leaf of a tree cleared");
                     *sum += leaf_values[row_bits.trailing_zeros() as usize & (MAX_LEAVES - 1)];
                 }
             }
             out.copy_from_slice(&sums[..out.len()]);
         }
+        true
     }
 }

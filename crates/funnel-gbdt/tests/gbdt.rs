@@ -146,12 +146,19 @@ fn the_compiled_forest_scores_exactly_as_the_trees() {
     for leaves in [31, 40] {
         let params = Params { trees: 30, leaves, min_data_in_leaf: 2, ..Params::default() };
         let (model, _) = train(&data, None, &params, &mut |_, _| {}).unwrap();
-        assert!(model.trees.iter().any(|t| t.leaves() > 20), "deep enough trees to test");
+        let largest = model.trees.iter().map(|t| t.leaves()).max().unwrap();
+        assert!(if leaves > 32 { largest > 32 } else { largest > 20 }, "trees of {largest} leaves");
         let forest = model.compile();
         let mut rows = data.features.clone();
         rows[3] = f32::NAN; // NaN counts as 0
         rows[WIDTH + 1] = f32::INFINITY;
         rows[2 * WIDTH + 2] = f32::NEG_INFINITY;
+        // Values at, just below and just above thresholds.
+        for (r, tree) in (3..).zip(model.trees.iter().take(60)) {
+            let at = tree.threshold[0] as f32;
+            let value = [at, at.next_down(), at.next_up()][r % 3];
+            rows[r * WIDTH + tree.feature[0] as usize] = value;
+        }
         let plain: Vec<f64> = rows.chunks(WIDTH).map(|row| model.predict(row)).collect();
         assert_eq!(forest.predict_rows(&rows, WIDTH), plain);
         // A number of rows that fills no SIMD register, and single rows.
@@ -164,6 +171,10 @@ fn the_compiled_forest_scores_exactly_as_the_trees() {
         let expected: Vec<f64> = narrow.chunks(5).map(|row| model.predict(row)).collect();
         assert_eq!(forest.predict_rows(&narrow, 5), expected);
     }
+    // A NaN threshold routes rows one way in a walk and the other in QuickScorer: refused.
+    let (mut model, _) = train(&data, None, &Params { trees: 2, ..Params::default() }, &mut |_, _| {}).unwrap();
+    model.trees[1].threshold[0] = f64::NAN;
+    assert!(model.validate().unwrap_err().contains("NaN threshold"));
 }
 
 #[test]
