@@ -11,13 +11,16 @@ pub struct Candidate {
     pub source_score: f32,
     /// Current score: set by the ranker, read by rules and exploration.
     pub score: f32,
-    /// Probability with which the exploration stage put this item in its position.
+    /// Probability with which the exploration stage put this item in its position,
+    /// given the positions above it.
     pub propensity: f32,
+    /// Marginal probability that the exploration stage puts this item in this position.
+    pub position_propensity: f32,
 }
 
 impl Candidate {
     pub fn new(item: u32, source: &'static str, source_score: f32) -> Self {
-        Self { item, source, source_score, score: source_score, propensity: 1.0 }
+        Self { item, source, source_score, score: source_score, propensity: 1.0, position_propensity: 1.0 }
     }
 }
 
@@ -31,6 +34,10 @@ pub struct ScoredItem {
     /// above it (1 without exploration): log it with the impression
     /// (`context.propensity`) for off-policy evaluation.
     pub propensity: f32,
+    /// The probability that exploration puts this item in this slot at all (1 without
+    /// exploration): what position-wise estimators (IPS per position, the Open Bandit
+    /// Dataset's `propensity_score`) divide by. Equal to `propensity` at the first slot.
+    pub position_propensity: f32,
 }
 
 /// What one stage of a request did, for `explain=true`.

@@ -113,7 +113,12 @@ impl Engine {
         let catalog = &self.snapshot.catalog;
         let items = slate
             .iter()
-            .map(|c| ScoredItem { id: catalog.get(c.item).id.clone(), score: c.score, propensity: c.propensity })
+            .map(|c| ScoredItem {
+                id: catalog.get(c.item).id.clone(),
+                score: c.score,
+                propensity: c.propensity,
+                position_propensity: c.position_propensity,
+            })
             .collect();
         let mut stage_micros: Vec<(&'static str, u64)> = Vec::new();
         for trace in &stages.traces {

@@ -13,7 +13,9 @@ use crate::{ExplorationPolicy, RequestContext};
 pub(crate) fn by_name(name: &str, config: &RerankConfig) -> Box<dyn ExplorationPolicy> {
     match name {
         "none" => Box::new(Greedy),
-        "epsilon-greedy" => Box::new(EpsilonGreedy { epsilon: f64::from(config.epsilon) }),
+        "epsilon-greedy" => {
+            Box::new(EpsilonGreedy { epsilon: f64::from(config.epsilon), samples: config.propensity_samples })
+        }
         "linucb" => Box::new(LinUcbPolicy { depth: config.explore_depth, alpha: config.linucb_alpha }),
         "bandit-greedy" => {
             Box::new(BanditGreedy { depth: config.explore_depth, strength: config.thompson_prior_strength })
@@ -45,6 +47,7 @@ impl ExplorationPolicy for Greedy {
         ranked.truncate(k);
         for candidate in &mut ranked {
             candidate.propensity = 1.0;
+            candidate.position_propensity = 1.0;
         }
         ranked
     }
@@ -56,9 +59,11 @@ impl ExplorationPolicy for Greedy {
 /// (1 − ε)·[it was the best remaining] + ε / (candidates remaining). That is the factor a
 /// slate-level estimator multiplies; it is not the marginal P(item at position) that
 /// position-wise estimates (such as the Open Bandit Dataset's propensity_score) divide by,
-/// except at the first slot.
+/// except at the first slot: that one, `position_propensity`, is estimated from
+/// `samples` simulated slates.
 struct EpsilonGreedy {
     epsilon: f64,
+    samples: usize,
 }
 
 impl ExplorationPolicy for EpsilonGreedy {
@@ -73,17 +78,60 @@ impl ExplorationPolicy for EpsilonGreedy {
         k: usize,
         rng: &mut StdRng,
     ) -> Vec<Candidate> {
-        let mut slate = Vec::with_capacity(k.min(ranked.len()));
+        let n = ranked.len();
+        // Each slot's pick as an index into the ranked list as it came.
+        let mut positions: Vec<usize> = (0..n).collect();
+        let mut served = Vec::with_capacity(k.min(n));
+        let mut slate = Vec::with_capacity(k.min(n));
         while slate.len() < k && !ranked.is_empty() {
             let remaining = ranked.len();
             let pick = if rng.random_bool(self.epsilon) { rng.random_range(0..remaining) } else { 0 };
             let mut candidate = ranked.remove(pick);
+            served.push(positions.remove(pick));
             let uniform = self.epsilon / remaining as f64;
             candidate.propensity = (if pick == 0 { 1.0 - self.epsilon + uniform } else { uniform }) as f32;
             slate.push(candidate);
         }
+        // Simulated slates: a slot takes the best item not yet placed, or with probability
+        // ε a uniformly random one (rejection sampling over the whole list).
+        let mut simulate = StdRng::seed_from_u64(rng.random());
+        let marginals = marginals(&served, self.samples, |placed| {
+            if simulate.random_bool(self.epsilon) {
+                loop {
+                    let c = simulate.random_range(0..n);
+                    if !placed.contains(&c) {
+                        return c;
+                    }
+                }
+            }
+            (0..n).find(|c| !placed.contains(c)).expect("fewer placed than candidates")
+        });
+        for (candidate, marginal) in slate.iter_mut().zip(marginals) {
+            candidate.position_propensity = marginal;
+        }
         slate
     }
+}
+
+/// Each slot's marginal propensity, estimated from `samples` simulated slates: the share
+/// of them that put the served item (`served[j]`, an index) in slot `j`. `next` is the
+/// policy: given the indices a simulated slate has placed so far, the index it places
+/// next. A slot no simulation matched gets 1 / (samples + 1), a clip: its probability is
+/// below what the simulations resolve.
+fn marginals(served: &[usize], samples: usize, mut next: impl FnMut(&[usize]) -> usize) -> Vec<f32> {
+    let mut hits = vec![0u32; served.len()];
+    let mut placed = Vec::with_capacity(served.len());
+    for _ in 0..samples {
+        placed.clear();
+        for (slot, &item) in served.iter().enumerate() {
+            let pick = next(&placed);
+            hits[slot] += u32::from(pick == item);
+            placed.push(pick);
+        }
+    }
+    hits.iter()
+        .map(|&h| if h == 0 { 1.0 / (samples + 1) as f32 } else { (f64::from(h) / samples as f64) as f32 })
+        .collect()
 }
 
 /// Thompson sampling with Beta–Bernoulli arms, slot by slot: each slot draws every
@@ -129,6 +177,7 @@ impl ExplorationPolicy for Thompson {
             .collect();
         let mut cursors = vec![0usize; orders.len()];
         let mut placed = vec![false; arms.len()];
+        let mut served = Vec::with_capacity(k.min(ranked.len()));
         let mut slate = Vec::with_capacity(k.min(ranked.len()));
         while slate.len() < k.min(ranked.len()) {
             let pick = (0..arms.len())
@@ -153,7 +202,22 @@ impl ExplorationPolicy for Thompson {
                 0 => 1.0 / (self.samples + 1) as f32,
                 wins => (f64::from(wins) / self.samples as f64) as f32,
             };
+            served.push(pick);
             slate.push(candidate);
+        }
+        // Simulated slates reuse the draws: slot j of simulation s takes the first item of
+        // draw (s + j) mod samples not yet placed, so a simulation's slots read distinct,
+        // independent draws (while the slate is no longer than `samples`).
+        let mut simulation = 0;
+        let marginals = marginals(&served, self.samples, |placed| {
+            let order = &orders[(simulation + placed.len()) % orders.len()];
+            if placed.len() + 1 == served.len() {
+                simulation += 1;
+            }
+            order.iter().map(|&i| i as usize).find(|i| !placed.contains(i)).expect("fewer placed than candidates")
+        });
+        for (candidate, marginal) in slate.iter_mut().zip(marginals) {
+            candidate.position_propensity = marginal;
         }
         slate
     }
@@ -249,7 +313,7 @@ mod tests {
 
     #[test]
     fn epsilon_greedy_logs_the_probability_of_each_slot() {
-        let policy = EpsilonGreedy { epsilon: 0.3 };
+        let policy = EpsilonGreedy { epsilon: 0.3, samples: 400 };
         let ranked: Vec<Candidate> = (0..5).map(|i| Candidate::new(i, "test", 1.0 - i as f32 / 10.0)).collect();
         let snapshot = crate::train::snapshot_of(Vec::new());
         let request = crate::Request::default();
@@ -257,10 +321,17 @@ mod tests {
         // The first slot: item 0 with 0.7 + 0.3/5, any other with 0.3/5; over many seeds
         // the frequencies match the logged propensities.
         let mut first = [0usize; 5];
+        // Any second slot: how often each item took it, and the marginal propensities
+        // logged for it there, which must match.
+        let (mut second, mut marginal_second) = ([0usize; 5], [0f64; 5]);
         let runs = 20_000;
         for seed in 0..runs {
             let slate = policy.choose(&ctx, ranked.clone(), 2, &mut StdRng::seed_from_u64(seed));
             assert_eq!(slate.len(), 2);
+            // At the first slot the marginal is the conditional, up to the simulation's error.
+            assert!((slate[0].position_propensity - slate[0].propensity).abs() < 0.1, "{slate:?}");
+            second[slate[1].item as usize] += 1;
+            marginal_second[slate[1].item as usize] += f64::from(slate[1].position_propensity);
             let expected = if slate[0].item == 0 { 0.76 } else { 0.06 };
             assert!((f64::from(slate[0].propensity) - expected).abs() < 1e-6, "{slate:?}");
             let best_left = if slate[0].item == 0 { 1 } else { 0 };
@@ -272,8 +343,14 @@ mod tests {
             let expected = if item == 0 { 0.76 } else { 0.06 };
             assert!((*count as f64 / runs as f64 - expected).abs() < 0.01, "item {item}: {count}");
         }
-        let greedy = EpsilonGreedy { epsilon: 0.0 }.choose(&ctx, ranked, 3, &mut StdRng::seed_from_u64(1));
-        assert_eq!(greedy.iter().map(|c| (c.item, c.propensity)).collect::<Vec<_>>(), [(0, 1.0), (1, 1.0), (2, 1.0)]);
+        for item in 0..5 {
+            let frequency = second[item] as f64 / runs as f64;
+            let mean_logged = marginal_second[item] / second[item].max(1) as f64;
+            assert!((mean_logged - frequency).abs() < 0.01, "item {item}: {mean_logged} vs {frequency}");
+        }
+        let greedy = EpsilonGreedy { epsilon: 0.0, samples: 10 }.choose(&ctx, ranked, 3, &mut StdRng::seed_from_u64(1));
+        let logged: Vec<_> = greedy.iter().map(|c| (c.item, c.propensity, c.position_propensity)).collect();
+        assert_eq!(logged, [(0, 1.0, 1.0), (1, 1.0, 1.0), (2, 1.0, 1.0)]);
     }
 
     #[test]
@@ -290,15 +367,30 @@ mod tests {
             // Second slots after the favourite: how often each item took it, and the sum
             // of the propensities logged for it there.
             let (mut second, mut logged_second) = ([0usize; 4], [0f64; 4]);
+            // Any second slot: how often each item took it, and the marginal propensities
+            // logged for it there.
+            let (mut anywhere_second, mut marginal_second) = ([0usize; 4], [0f64; 4]);
             for seed in 0..runs {
                 let slate = policy.choose(&ctx, ranked.clone(), 2, &mut StdRng::seed_from_u64(seed));
                 assert_eq!(slate.len(), 2);
                 assert!(slate.iter().all(|c| c.propensity > 0.0 && c.propensity <= 1.0));
                 first[slate[0].item as usize] += 1;
                 logged[slate[0].item as usize] += f64::from(slate[0].propensity);
+                anywhere_second[slate[1].item as usize] += 1;
+                marginal_second[slate[1].item as usize] += f64::from(slate[1].position_propensity);
                 if slate[0].item == liked {
                     second[slate[1].item as usize] += 1;
                     logged_second[slate[1].item as usize] += f64::from(slate[1].propensity);
+                }
+            }
+            for item in 0..4 {
+                if anywhere_second[item] >= 50 {
+                    let frequency = anywhere_second[item] as f64 / runs as f64;
+                    let mean_logged = marginal_second[item] / anywhere_second[item] as f64;
+                    assert!(
+                        (mean_logged - frequency).abs() < 0.05,
+                        "{user} slot 2 marginal, item {item}: {mean_logged} vs {frequency}"
+                    );
                 }
             }
             let after_liked: usize = second.iter().sum();

@@ -285,7 +285,7 @@ impl Pipeline {
                 candidates.retain(|c| ctx.snapshot.catalog.title_key(c.item) != Some(title));
                 pinned_titles.push(title);
             }
-            pinned.push((pin.position, Candidate { propensity: 1.0, ..candidate }));
+            pinned.push((pin.position, Candidate { propensity: 1.0, position_propensity: 1.0, ..candidate }));
         }
         (pinned, skipped)
     }

@@ -3,7 +3,8 @@
 use funnel_core::{ScoredItem, Trace};
 use serde::Serialize;
 
-/// A served slate: `{"items": [{"id", "score", "propensity"}, …], "trace": …, "snapshot": …, "seed": …}`.
+/// A served slate: `{"items": [{"id", "score", "propensity", "position_propensity"}, …], "trace": …,
+/// "snapshot": …, "seed": …}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SlateBody {
     pub items: Vec<ScoredItem>,

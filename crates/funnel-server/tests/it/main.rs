@@ -110,6 +110,9 @@ async fn a_request_may_weight_the_surfaces_sources() {
     assert_eq!(stage(&body, "popular")["details"]["weight"], json!(3.5));
     // The best popular item scores its weight (normalised to 1, times 3.5).
     assert_eq!(body["items"][0]["score"], json!(3.5), "{body}");
+    // No exploration here: every item took its slot for sure, in both senses.
+    assert_eq!(body["items"][0]["propensity"], json!(1.0), "{body}");
+    assert_eq!(body["items"][0]["position_propensity"], json!(1.0), "{body}");
     assert_error(&s.get("/recommend?weight.nosuch=1").await, StatusCode::BAD_REQUEST, Some("weight"));
     assert_error(&s.get("/recommend?weight.popular=abc").await, StatusCode::BAD_REQUEST, Some("weight.popular"));
     assert_error(&s.get("/search?q=a&weight.bm25=-1").await, StatusCode::BAD_REQUEST, Some("weight.bm25"));
