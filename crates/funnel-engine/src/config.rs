@@ -259,8 +259,10 @@ pub struct RerankConfig {
     /// reward rate for an item, the item's posterior mean for the item within the user's
     /// segments).
     pub thompson_prior_strength: f64,
-    /// `thompson`: draws that estimate each shown item's propensity (Monte Carlo; the
-    /// served draw counts as one, so no shown item gets a propensity of 0).
+    /// `thompson`: draws that estimate each shown item's propensity (Monte Carlo; an item
+    /// no draw resolves is logged at 1 / (samples + 1)); `thompson` and `epsilon-greedy`:
+    /// slates simulated to estimate each shown item's marginal `position_propensity`.
+    /// Precision against time: each simulated slate costs about its length squared.
     pub propensity_samples: usize,
     /// `linucb`: the width of the upper confidence bound, in standard deviations.
     pub linucb_alpha: f64,

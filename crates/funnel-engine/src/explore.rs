@@ -59,7 +59,7 @@ impl ExplorationPolicy for Greedy {
 /// (1 − ε)·[it was the best remaining] + ε / (candidates remaining). That is the factor a
 /// slate-level estimator multiplies; it is not the marginal P(item at position) that
 /// position-wise estimates (such as the Open Bandit Dataset's propensity_score) divide by,
-/// except at the first slot: that one, `position_propensity`, is estimated from
+/// except at the first slot. That marginal, `position_propensity`, is estimated from
 /// `samples` simulated slates.
 struct EpsilonGreedy {
     epsilon: f64,
@@ -93,18 +93,33 @@ impl ExplorationPolicy for EpsilonGreedy {
             slate.push(candidate);
         }
         // Simulated slates: a slot takes the best item not yet placed, or with probability
-        // ε a uniformly random one (rejection sampling over the whole list).
+        // ε a uniformly random one (rejection sampling over the whole list). Each slot
+        // scores the exact probability that the served item would take it given what the
+        // simulation placed above: never 0 unless it is placed already, exact at slot 0.
         let mut simulate = StdRng::seed_from_u64(rng.random());
-        let marginals = marginals(&served, self.samples, |placed| {
-            if simulate.random_bool(self.epsilon) {
-                loop {
-                    let c = simulate.random_range(0..n);
-                    if !placed.contains(&c) {
-                        return c;
-                    }
+        let mut best = 0; // the best unplaced index of the current simulation
+        let marginals = marginals(&served, n, self.samples, |placed, slot, item| {
+            if slot == 0 {
+                best = 0;
+            }
+            while placed[best] {
+                best += 1;
+            }
+            let chance = if placed[item] {
+                0.0
+            } else {
+                let uniform = self.epsilon / (n - slot) as f64;
+                if item == best { 1.0 - self.epsilon + uniform } else { uniform }
+            };
+            if !simulate.random_bool(self.epsilon) {
+                return (best, chance);
+            }
+            loop {
+                let c = simulate.random_range(0..n);
+                if !placed[c] {
+                    return (c, chance);
                 }
             }
-            (0..n).find(|c| !placed.contains(c)).expect("fewer placed than candidates")
         });
         for (candidate, marginal) in slate.iter_mut().zip(marginals) {
             candidate.position_propensity = marginal;
@@ -113,24 +128,36 @@ impl ExplorationPolicy for EpsilonGreedy {
     }
 }
 
-/// Each slot's marginal propensity, estimated from `samples` simulated slates: the share
-/// of them that put the served item (`served[j]`, an index) in slot `j`. `next` is the
-/// policy: given the indices a simulated slate has placed so far, the index it places
-/// next. A slot no simulation matched gets 1 / (samples + 1), a clip: its probability is
-/// below what the simulations resolve.
-fn marginals(served: &[usize], samples: usize, mut next: impl FnMut(&[usize]) -> usize) -> Vec<f32> {
-    let mut hits = vec![0u32; served.len()];
-    let mut placed = Vec::with_capacity(served.len());
+/// Each slot's marginal propensity, estimated from `samples` simulated slates over `n`
+/// candidates. `next` is the policy: given which indices a simulated slate has placed so
+/// far, the slot and the served item's index (`served[slot]`), it returns the index it
+/// places there and the probability (or, lacking it, the 0/1 indicator) that it would
+/// have placed the served item; their mean over the simulations is the estimate. A slot
+/// whose mean is 0 gets 1 / (samples + 1), a clip: its probability is below what the
+/// simulations resolve.
+fn marginals(
+    served: &[usize],
+    n: usize,
+    samples: usize,
+    mut next: impl FnMut(&[bool], usize, usize) -> (usize, f64),
+) -> Vec<f32> {
+    let mut sums = vec![0f64; served.len()];
+    let mut placed = vec![false; n];
+    let mut picks = Vec::with_capacity(served.len());
     for _ in 0..samples {
-        placed.clear();
+        for &pick in &picks {
+            placed[pick] = false;
+        }
+        picks.clear();
         for (slot, &item) in served.iter().enumerate() {
-            let pick = next(&placed);
-            hits[slot] += u32::from(pick == item);
-            placed.push(pick);
+            let (pick, chance) = next(&placed, slot, item);
+            sums[slot] += chance;
+            placed[pick] = true;
+            picks.push(pick);
         }
     }
-    hits.iter()
-        .map(|&h| if h == 0 { 1.0 / (samples + 1) as f32 } else { (f64::from(h) / samples as f64) as f32 })
+    sums.iter()
+        .map(|&sum| if sum == 0.0 { 1.0 / (samples + 1) as f32 } else { (sum / samples as f64) as f32 })
         .collect()
 }
 
@@ -167,7 +194,9 @@ impl ExplorationPolicy for Thompson {
         // Each Monte Carlo draw's candidates in order of their sampled rate; a slot's
         // winner in a draw is its first candidate not already placed.
         let mut estimate = StdRng::seed_from_u64(rng.random());
-        let orders: Vec<Vec<u32>> = (0..self.samples)
+        // At least one draw per slot, so that a simulated slate's slots read distinct draws.
+        let draws = self.samples.max(k.min(ranked.len()));
+        let orders: Vec<Vec<u32>> = (0..draws)
             .map(|_| {
                 let draw: Vec<f64> = arms.iter().map(|arm| arm.sample(&mut estimate)).collect();
                 let mut order: Vec<u32> = (0..arms.len() as u32).collect();
@@ -199,22 +228,23 @@ impl ExplorationPolicy for Thompson {
             }
             let mut candidate = ranked[pick].clone();
             candidate.propensity = match wins {
-                0 => 1.0 / (self.samples + 1) as f32,
-                wins => (f64::from(wins) / self.samples as f64) as f32,
+                0 => 1.0 / (draws + 1) as f32,
+                wins => (f64::from(wins) / draws as f64) as f32,
             };
             served.push(pick);
             slate.push(candidate);
         }
         // Simulated slates reuse the draws: slot j of simulation s takes the first item of
-        // draw (s + j) mod samples not yet placed, so a simulation's slots read distinct,
-        // independent draws (while the slate is no longer than `samples`).
+        // draw (s + j) mod draws not yet placed, so a simulation's slots read distinct,
+        // independent draws. The estimate counts hits (no exact chance to average here).
         let mut simulation = 0;
-        let marginals = marginals(&served, self.samples, |placed| {
-            let order = &orders[(simulation + placed.len()) % orders.len()];
-            if placed.len() + 1 == served.len() {
+        let marginals = marginals(&served, arms.len(), draws, |placed, slot, item| {
+            let order = &orders[(simulation + slot) % orders.len()];
+            if slot + 1 == served.len() {
                 simulation += 1;
             }
-            order.iter().map(|&i| i as usize).find(|i| !placed.contains(i)).expect("fewer placed than candidates")
+            let pick = order.iter().map(|&i| i as usize).find(|&i| !placed[i]).expect("fewer placed than candidates");
+            (pick, if pick == item { 1.0 } else { 0.0 })
         });
         for (candidate, marginal) in slate.iter_mut().zip(marginals) {
             candidate.position_propensity = marginal;
@@ -328,8 +358,8 @@ mod tests {
         for seed in 0..runs {
             let slate = policy.choose(&ctx, ranked.clone(), 2, &mut StdRng::seed_from_u64(seed));
             assert_eq!(slate.len(), 2);
-            // At the first slot the marginal is the conditional, up to the simulation's error.
-            assert!((slate[0].position_propensity - slate[0].propensity).abs() < 0.1, "{slate:?}");
+            // At the first slot the marginal is the conditional, exactly.
+            assert!((slate[0].position_propensity - slate[0].propensity).abs() < 1e-6, "{slate:?}");
             second[slate[1].item as usize] += 1;
             marginal_second[slate[1].item as usize] += f64::from(slate[1].position_propensity);
             let expected = if slate[0].item == 0 { 0.76 } else { 0.06 };
@@ -351,6 +381,29 @@ mod tests {
         let greedy = EpsilonGreedy { epsilon: 0.0, samples: 10 }.choose(&ctx, ranked, 3, &mut StdRng::seed_from_u64(1));
         let logged: Vec<_> = greedy.iter().map(|c| (c.item, c.propensity, c.position_propensity)).collect();
         assert_eq!(logged, [(0, 1.0, 1.0), (1, 1.0, 1.0), (2, 1.0, 1.0)]);
+    }
+
+    #[test]
+    fn a_slate_longer_than_the_draws_still_gets_every_propensity() {
+        let snapshot = crate::train::snapshot_from(&crate::feedback::tests::log());
+        let request = crate::Request { user: Some("u0".into()), ..crate::Request::default() };
+        let ctx = crate::train::context(&snapshot, &request);
+        let ranked: Vec<Candidate> = (0..6).map(|i| Candidate::new(i, "test", 1.0)).collect();
+        let policy = Thompson { depth: 10, strength: 10.0, samples: 2 };
+        let slate = policy.choose(&ctx, ranked.clone(), 6, &mut StdRng::seed_from_u64(3));
+        assert_eq!(slate.len(), 6);
+        for c in &slate {
+            assert!(c.propensity > 0.0 && c.propensity <= 1.0, "{slate:?}");
+            assert!(c.position_propensity > 0.0 && c.position_propensity <= 1.0, "{slate:?}");
+        }
+        // The last slot of a full slate is forced given the slots above.
+        assert_eq!(slate[5].propensity, 1.0);
+        // Uniform shuffles: every item is at every slot with probability 1/6 (exactly so
+        // at the first slot, within the simulations' error below it).
+        let policy = EpsilonGreedy { epsilon: 1.0, samples: 2000 };
+        let slate = policy.choose(&ctx, ranked, 6, &mut StdRng::seed_from_u64(3));
+        assert!((slate[0].position_propensity - 1.0 / 6.0).abs() < 1e-6, "{slate:?}");
+        assert!(slate.iter().all(|c| (c.position_propensity - 1.0 / 6.0).abs() < 0.04), "{slate:?}");
     }
 
     #[test]
