@@ -98,7 +98,7 @@ impl ExplorationPolicy for EpsilonGreedy {
         // simulation placed above: never 0 unless it is placed already, exact at slot 0.
         let mut simulate = StdRng::seed_from_u64(rng.random());
         let mut best = 0; // the best unplaced index of the current simulation
-        let marginals = marginals(&served, n, self.samples, |placed, slot, item| {
+        let marginals = marginals(&served, n, self.samples, |_, placed, slot, item| {
             if slot == 0 {
                 best = 0;
             }
@@ -129,8 +129,8 @@ impl ExplorationPolicy for EpsilonGreedy {
 }
 
 /// Each slot's marginal propensity, estimated from `samples` simulated slates over `n`
-/// candidates. `next` is the policy: given which indices a simulated slate has placed so
-/// far, the slot and the served item's index (`served[slot]`), it returns the index it
+/// candidates. `next` is the policy: given the simulation's number, which indices it has
+/// placed so far, the slot and the served item's index (`served[slot]`), it returns the index it
 /// places there and the probability (or, lacking it, the 0/1 indicator) that it would
 /// have placed the served item; their mean over the simulations is the estimate. A slot
 /// whose mean is 0 gets 1 / (samples + 1), a clip: its probability is below what the
@@ -139,18 +139,18 @@ fn marginals(
     served: &[usize],
     n: usize,
     samples: usize,
-    mut next: impl FnMut(&[bool], usize, usize) -> (usize, f64),
+    mut next: impl FnMut(usize, &[bool], usize, usize) -> (usize, f64),
 ) -> Vec<f32> {
     let mut sums = vec![0f64; served.len()];
     let mut placed = vec![false; n];
     let mut picks = Vec::with_capacity(served.len());
-    for _ in 0..samples {
+    for simulation in 0..samples {
         for &pick in &picks {
             placed[pick] = false;
         }
         picks.clear();
         for (slot, &item) in served.iter().enumerate() {
-            let (pick, chance) = next(&placed, slot, item);
+            let (pick, chance) = next(simulation, &placed, slot, item);
             sums[slot] += chance;
             placed[pick] = true;
             picks.push(pick);
@@ -237,12 +237,8 @@ impl ExplorationPolicy for Thompson {
         // Simulated slates reuse the draws: slot j of simulation s takes the first item of
         // draw (s + j) mod draws not yet placed, so a simulation's slots read distinct,
         // independent draws. The estimate counts hits (no exact chance to average here).
-        let mut simulation = 0;
-        let marginals = marginals(&served, arms.len(), draws, |placed, slot, item| {
+        let marginals = marginals(&served, arms.len(), draws, |simulation, placed, slot, item| {
             let order = &orders[(simulation + slot) % orders.len()];
-            if slot + 1 == served.len() {
-                simulation += 1;
-            }
             let pick = order.iter().map(|&i| i as usize).find(|&i| !placed[i]).expect("fewer placed than candidates");
             (pick, if pick == item { 1.0 } else { 0.0 })
         });
@@ -436,27 +432,20 @@ mod tests {
                     logged_second[slate[1].item as usize] += f64::from(slate[1].propensity);
                 }
             }
-            for item in 0..4 {
-                if anywhere_second[item] >= 50 {
-                    let frequency = anywhere_second[item] as f64 / runs as f64;
-                    let mean_logged = marginal_second[item] / anywhere_second[item] as f64;
+            // Items seen at least 50 times: their mean logged propensity is how often they
+            // took the slot out of `total` slates.
+            let matches = |counts: [usize; 4], logged: [f64; 4], total: usize, what: &str| {
+                for item in (0..4).filter(|&i| counts[i] >= 50) {
+                    let frequency = counts[item] as f64 / total as f64;
+                    let mean_logged = logged[item] / counts[item] as f64;
                     assert!(
                         (mean_logged - frequency).abs() < 0.05,
-                        "{user} slot 2 marginal, item {item}: {mean_logged} vs {frequency}"
+                        "{user} {what}, item {item}: {mean_logged} vs {frequency}"
                     );
                 }
-            }
-            let after_liked: usize = second.iter().sum();
-            for item in 0..4 {
-                if second[item] >= 50 {
-                    let frequency = second[item] as f64 / after_liked as f64;
-                    let mean_logged = logged_second[item] / second[item] as f64;
-                    assert!(
-                        (mean_logged - frequency).abs() < 0.05,
-                        "{user} slot 2, item {item}: {mean_logged} vs {frequency}"
-                    );
-                }
-            }
+            };
+            matches(anywhere_second, marginal_second, runs as usize, "slot 2 marginal");
+            matches(second, logged_second, second.iter().sum(), "slot 2 after the favourite");
             // The segment's favourite leads most slates; the never-shown item (prior at
             // the base rate, wide) is explored now and then; i2 (shown 40 times, never
             // clicked) almost never.
