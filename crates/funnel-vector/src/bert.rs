@@ -1,15 +1,17 @@
 //! The BERT encoder (Hugging Face `BertModel` layout) on candle: embeddings, then
 //! `num_hidden_layers` of self-attention and feed-forward blocks with post-layer-norm.
 //!
-//! Our own rather than candle-transformers' so that the feed-forward activation runs on
-//! every core: candle applies a unary op on one thread, and the exact (erf) GELU over the
-//! `batch × tokens × 1536` intermediate was a quarter of the wall time of embedding on two
-//! cores. It also spares the build the whole candle-transformers model zoo.
+//! Our own rather than candle-transformers' so that inference runs its elementwise work in
+//! fused kernels ([`crate::kernels`]: bias with activation or residual, masked softmax,
+//! embedding sum) on the caller's rayon pool, leaving candle only the matrix products and
+//! layer norms; training keeps candle's differentiable operations. It also spares the
+//! build the whole candle-transformers model zoo.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor};
+use candle_core::{D, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
-use rayon::prelude::*;
 use serde::Deserialize;
+
+use crate::kernels::{self, Activation};
 
 /// The fields of `config.json` the encoder reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -38,80 +40,6 @@ fn default_eps() -> f64 {
     1e-12
 }
 
-/// GELU, x · Φ(x), elementwise on all cores: exact (erf) or the tanh approximation.
-struct Gelu {
-    exact: bool,
-}
-
-impl CustomOp1 for Gelu {
-    fn name(&self) -> &'static str {
-        if self.exact { "gelu-erf-parallel" } else { "gelu-tanh-parallel" }
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else { candle_core::bail!("gelu: f32 only") };
-        let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("gelu: contiguous input only") };
-        let input = &data[start..end];
-        let mut out = vec![0f32; input.len()];
-        let (exact, arch) = (self.exact, pulp::Arch::new());
-        out.par_chunks_mut(8192).zip(input.par_chunks(8192)).for_each(|(out, input)| {
-            arch.dispatch(GeluChunk { exact, input, out });
-        });
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
-    }
-}
-
-/// One chunk of [`Gelu`], compiled for the CPU's widest SIMD (the erf loop vectorises).
-struct GeluChunk<'a> {
-    exact: bool,
-    input: &'a [f32],
-    out: &'a mut [f32],
-}
-
-impl pulp::WithSimd for GeluChunk<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        let pairs = self.out.iter_mut().zip(self.input);
-        if self.exact {
-            for (o, &x) in pairs {
-                *o = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
-            }
-        } else {
-            for (o, &x) in pairs {
-                let inner = (2.0 / std::f32::consts::PI).sqrt() * (x + 0.044_715 * x * x * x);
-                *o = 0.5 * x * (1.0 + inner.tanh());
-            }
-        }
-    }
-}
-
-/// erf for f32 as a rational function of x on [-4, 4] (odd numerator of degree 13, even
-/// denominator of degree 8; beyond ±4 erf is ±1 in f32). Branch-free, so the compiler
-/// vectorises it (plain multiply-adds: `mul_add` would call a software fma on baseline
-/// x86-64); within 1e-6 of libm's `erff` (tested).
-#[inline(always)]
-fn erf(x: f32) -> f32 {
-    let x = x.clamp(-4.0, 4.0);
-    let x2 = x * x;
-    let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;
-    for c in [-2.101_024e-6, -5.692_506_4e-5, -7.349_906e-4, -2.9546e-3, -1.609_603_3e-2] {
-        p = x2 * p + c;
-    }
-    let mut q = x2 * -1.456_607_2e-5 + -2.133_740_6e-4;
-    for c in [-1.682_827e-3, -7.373_329e-3, -1.426_473_9e-2] {
-        q = x2 * q + c;
-    }
-    x * p / q
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Activation {
-    Gelu { exact: bool },
-    Relu,
-}
-
 impl Activation {
     fn parse(name: &str) -> candle_core::Result<Self> {
         match name {
@@ -122,16 +50,28 @@ impl Activation {
         }
     }
 
-    /// The activation; `differentiable` picks candle's own ops, which have gradients
-    /// (the all-cores GELU has none).
-    fn apply(self, x: &Tensor, differentiable: bool) -> candle_core::Result<Tensor> {
+    /// The activation in candle's operations, which have gradients (training).
+    fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Self::Gelu { exact: true } if differentiable => x.gelu_erf(),
-            Self::Gelu { exact: false } if differentiable => x.gelu(),
-            Self::Gelu { exact } => x.contiguous()?.apply_op1_no_bwd(&Gelu { exact }),
+            Self::Gelu { exact: true } => x.gelu_erf(),
+            Self::Gelu { exact: false } => x.gelu(),
             Self::Relu => x.relu(),
         }
     }
+}
+
+/// `x · Wᵀ` over the last dimension of `x`, leading dimensions kept, without the bias (the
+/// fused kernel that follows adds it).
+fn product(linear: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    let inputs = dims.pop().unwrap_or(1);
+    let y = x.reshape((x.elem_count() / inputs.max(1), inputs))?.matmul(&linear.weight().t()?)?;
+    dims.push(y.dim(1)?);
+    y.reshape(dims)
+}
+
+fn bias(linear: &Linear) -> candle_core::Result<&Tensor> {
+    linear.bias().ok_or_else(|| candle_core::Error::Msg("a dense layer without a bias".into()))
 }
 
 fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
@@ -160,7 +100,7 @@ impl Qkv {
     fn forward(&self, x: &Tensor, hidden: usize) -> candle_core::Result<[Tensor; 3]> {
         match self {
             Self::Fused(linear) => {
-                let qkv = linear.forward(x)?;
+                let qkv = kernels::bias_activation(&product(linear, x)?, bias(linear)?, None)?;
                 Ok([qkv.narrow(2, 0, hidden)?, qkv.narrow(2, hidden, hidden)?, qkv.narrow(2, 2 * hidden, hidden)?])
             }
             Self::Separate([q, k, v]) => Ok([q.forward(x)?, k.forward(x)?, v.forward(x)?]),
@@ -187,9 +127,11 @@ impl Layer {
         let qkv = if mode == Mode::Training {
             Qkv::Separate([q, k, v])
         } else {
-            let weight = Tensor::cat(&[q.weight(), k.weight(), v.weight()], 0)?;
+            // The attention's 1/√(head size) is folded into the query projection.
+            let scale = 1.0 / ((h / c.num_attention_heads) as f64).sqrt();
+            let weight = Tensor::cat(&[&(q.weight() * scale)?, k.weight(), v.weight()], 0)?;
             let bias = match (q.bias(), k.bias(), v.bias()) {
-                (Some(q), Some(k), Some(v)) => Some(Tensor::cat(&[q, k, v], 0)?),
+                (Some(q), Some(k), Some(v)) => Some(Tensor::cat(&[&(q * scale)?, k, v], 0)?),
                 _ => candle_core::bail!("query, key and value need biases"),
             };
             Qkv::Fused(Linear::new(weight, bias))
@@ -253,19 +195,20 @@ impl BertEncoder {
     /// Hidden states (`batch × tokens × hidden`) for `ids` and `type_ids` (`batch ×
     /// tokens`, u32); `mask` is 1 for real tokens and 0 for padding.
     pub fn forward(&self, ids: &Tensor, type_ids: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-        let (batch, tokens) = ids.dims2()?;
+        let tokens = ids.dims2()?.1;
         if tokens > self.max_positions {
             candle_core::bail!("{tokens} tokens is over the model's {} positions", self.max_positions);
         }
         let positions = Tensor::arange(0u32, tokens as u32, ids.device())?;
-        let x = self
-            .words
-            .forward(ids)?
-            .add(&self.token_types.forward(type_ids)?)?
-            .broadcast_add(&self.positions.forward(&positions)?)?;
+        let [words, types, positions] =
+            [self.words.forward(ids)?, self.token_types.forward(type_ids)?, self.positions.forward(&positions)?];
+        let x = match self.mode {
+            Mode::Inference => kernels::embedding_sum(&words, &types, &positions)?,
+            Mode::Training => words.add(&types)?.broadcast_add(&positions)?,
+        };
         let mut x = self.norm(&self.embedding_norm, &x)?;
-        // Padding gets a large negative score before the softmax: batch × 1 × 1 × tokens.
-        let additive = ((mask.to_dtype(x.dtype())? - 1.0)? * 1e9)?.reshape((batch, 1, 1, tokens))?;
+        // Padding gets a large negative score before the softmax: batch × tokens.
+        let additive = ((mask.to_dtype(x.dtype())? - 1.0)? * 1e9)?;
         for layer in &self.layers {
             x = self.layer(layer, &x, &additive)?;
         }
@@ -280,15 +223,34 @@ impl BertEncoder {
         };
         let [q, k, v] = layer.qkv.forward(x, hidden)?.map(heads);
         let (q, k, v) = (q?, k?, v?);
-        let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?.broadcast_add(additive)?;
         let weights = match self.mode {
-            Mode::Inference => candle_nn::ops::softmax_last_dim(&scores)?,
-            Mode::Training => candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?,
+            // The query projection carries the scale.
+            Mode::Inference => kernels::masked_softmax(&q.matmul(&k.t()?)?, additive)?,
+            Mode::Training => {
+                let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?;
+                candle_nn::ops::softmax(&scores.broadcast_add(&additive.reshape((batch, 1, 1, tokens))?)?, D::Minus1)?
+            }
         };
         let context = weights.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((batch, tokens, hidden))?;
-        let attended = self.norm(&layer.attention_norm, &(layer.attention_out.forward(&context)? + x)?)?;
-        let inner = self.activation.apply(&layer.intermediate.forward(&attended)?, self.mode == Mode::Training)?;
-        self.norm(&layer.output_norm, &(layer.output.forward(&inner)? + attended)?)
+        let attended = self.norm(&layer.attention_norm, &self.dense_residual(&layer.attention_out, &context, x)?)?;
+        let inner = self.dense_activation(&layer.intermediate, &attended)?;
+        self.norm(&layer.output_norm, &self.dense_residual(&layer.output, &inner, &attended)?)
+    }
+
+    /// `linear(x) + residual`.
+    fn dense_residual(&self, linear: &Linear, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+        match self.mode {
+            Mode::Inference => kernels::bias_residual(&product(linear, x)?, bias(linear)?, residual),
+            Mode::Training => linear.forward(x)? + residual,
+        }
+    }
+
+    /// The activation of `linear(x)`.
+    fn dense_activation(&self, linear: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self.mode {
+            Mode::Inference => kernels::bias_activation(&product(linear, x)?, bias(linear)?, Some(self.activation)),
+            Mode::Training => self.activation.apply(&linear.forward(x)?),
+        }
     }
 
     /// Layer normalisation: candle's fused kernel, or for training the same arithmetic in
@@ -298,18 +260,5 @@ impl BertEncoder {
             (Mode::Training, Some(bias)) => candle_nn::ops::layer_norm_slow(x, norm.weight(), bias, self.eps as f32),
             _ => norm.forward(x),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fast_erf_matches_libm() {
-        let worst =
-            (-600_000..=600_000).map(|i| i as f32 * 1e-5).map(|x| (erf(x) - libm::erff(x)).abs()).fold(0f32, f32::max);
-        assert!(worst < 1e-6, "largest difference {worst}");
-        assert!((erf(10.0) - 1.0).abs() < 1e-6 && (erf(-10.0) + 1.0).abs() < 1e-6);
     }
 }

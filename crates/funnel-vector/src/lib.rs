@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 mod bert;
 pub mod cross;
 pub mod finetune;
+mod kernels;
 
 pub use bert::{BertConfig, BertEncoder, Mode};
 use candle_core::{DType, Device, Tensor};
@@ -87,9 +88,13 @@ impl Embedder {
         let model = BertEncoder::load(vb, &config).map_err(|e| model_error(&weights_path, e))?;
         let tokenizer_path = dir.join("tokenizer.json");
         let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| model_error(&tokenizer_path, e))?;
-        // tokenizer.json may preset fixed padding and a short truncation: use the model's.
+        // tokenizer.json may preset fixed padding and a short truncation: use the model's,
+        // within its positions.
         tokenizer
-            .with_truncation(Some(TruncationParams { max_length: max_seq_length(dir), ..Default::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length: max_seq_length(dir).min(config.max_position_embeddings),
+                ..Default::default()
+            }))
             .map_err(|e| model_error(&tokenizer_path, e))?;
         tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
         Ok(Self { model, tokenizer, device, dim })
@@ -105,6 +110,11 @@ impl Embedder {
     }
 
     /// [`Embedder::embed`], calling `progress(n)` after each batch of `n` texts.
+    ///
+    /// Batches run data-parallel: one worker per thread of the current rayon pool, each
+    /// running whole batches on one thread. A batch of short sentences is too small a
+    /// matrix product to split across cores without the threads waiting on each other
+    /// after every operation.
     pub fn embed_with_progress(
         &self,
         texts: &[&str],
@@ -112,15 +122,50 @@ impl Embedder {
     ) -> Result<Vec<Vec<f32>>, VectorError> {
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
+        let batches: Vec<&[usize]> = order.chunks(BATCH).collect();
+        let workers = rayon::current_num_threads().min(batches.len());
         let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(BATCH) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            for (&i, vector) in chunk.iter().zip(self.embed_batch(&batch)?) {
-                out[i] = vector;
+        if workers <= 1 {
+            for chunk in batches {
+                let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+                place(&mut out, chunk, self.embed_batch(&batch)?);
+                progress(chunk.len());
             }
-            progress(chunk.len());
+            return Ok(out);
         }
-        Ok(out)
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                let (send, next, failed, batches) = (send.clone(), &next, &failed, &batches);
+                scope.spawn(move || {
+                    let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build();
+                    let run = || {
+                        while !failed.load(std::sync::atomic::Ordering::Relaxed) {
+                            let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(chunk) = batches.get(b) else { break };
+                            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+                            let result = self.embed_batch(&batch);
+                            failed.fetch_or(result.is_err(), std::sync::atomic::Ordering::Relaxed);
+                            if send.send((b, result)).is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    match one_thread {
+                        Ok(pool) => pool.install(run),
+                        Err(_) => run(),
+                    }
+                });
+            }
+            drop(send);
+            for (b, result) in receive {
+                place(&mut out, batches[b], result?);
+                progress(batches[b].len());
+            }
+            Ok(out)
+        })
     }
 
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, VectorError> {
@@ -128,18 +173,41 @@ impl Embedder {
             self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| VectorError::Tokenize(e.to_string()))?;
         let [ids, type_ids, mask] = cross::batch_tensors(&encodings, &self.device)?;
         let hidden = self.model.forward(&ids, &type_ids, &mask)?;
-        Ok(mean_pool_normalised(&hidden, &mask)?.to_vec2::<f32>()?)
+        let masks: Vec<&[u32]> = encodings.iter().map(|e| e.get_attention_mask()).collect();
+        Ok(mean_pool_normalised(&hidden, &masks)?)
     }
 }
 
-/// Mean of the token vectors where `mask` is 1, scaled to unit length.
-pub fn mean_pool_normalised(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-    let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-    let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-    let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
-    let mean = summed.broadcast_div(&counts)?;
-    let norms = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
-    mean.broadcast_div(&norms)
+/// Puts a batch's vectors at their texts' positions.
+fn place(out: &mut [Vec<f32>], chunk: &[usize], vectors: Vec<Vec<f32>>) {
+    for (&i, vector) in chunk.iter().zip(vectors) {
+        out[i] = vector;
+    }
+}
+
+/// Per row of `hidden` (`batch × tokens × dim`), the mean of the token vectors whose
+/// `masks` entry is 1, scaled to unit length.
+pub fn mean_pool_normalised(hidden: &Tensor, masks: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
+    let (batch, tokens, dim) = hidden.dims3()?;
+    if masks.len() != batch || masks.iter().any(|m| m.len() != tokens) {
+        candle_core::bail!("{} masks for hidden states {:?}", masks.len(), hidden.shape());
+    }
+    let values = hidden.flatten_all()?.to_vec1::<f32>()?;
+    Ok(values
+        .chunks(tokens * dim)
+        .zip(masks)
+        .map(|(rows, mask)| {
+            let mut mean = vec![0f32; dim];
+            for (row, _) in rows.chunks(dim).zip(mask.iter()).filter(|(_, m)| **m != 0) {
+                mean.iter_mut().zip(row).for_each(|(s, x)| *s += x);
+            }
+            let count = mask.iter().filter(|m| **m != 0).count().max(1) as f32;
+            mean.iter_mut().for_each(|s| *s /= count);
+            let norm = mean.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            mean.iter_mut().for_each(|s| *s /= norm);
+            mean
+        })
+        .collect())
 }
 
 /// Cosine similarity of two vectors.
@@ -157,8 +225,7 @@ mod tests {
     fn pooling_ignores_padding_and_normalises() {
         // Batch of one, three tokens of dimension 2; the third is padding.
         let hidden = Tensor::new(&[[[1f32, 0.0], [3.0, 4.0], [100.0, 100.0]]], &Device::Cpu).unwrap();
-        let mask = Tensor::new(&[[1u32, 1, 0]], &Device::Cpu).unwrap();
-        let pooled = mean_pool_normalised(&hidden, &mask).unwrap().to_vec2::<f32>().unwrap();
+        let pooled = mean_pool_normalised(&hidden, &[&[1, 1, 0]]).unwrap();
         // mean = (2, 2) → (1/√2, 1/√2)
         let expected = std::f32::consts::FRAC_1_SQRT_2;
         assert!((pooled[0][0] - expected).abs() < 1e-6 && (pooled[0][1] - expected).abs() < 1e-6, "{pooled:?}");
