@@ -330,6 +330,24 @@ def cross_encoder_gate(binary, shared, work):
     check("cross-encoder: eval search --rerank reports the mode and the reranked mode on the held-out queries",
           [r["system"] for r in reports] == ["bm25", "bm25+rerank"] and reports[1]["n_evaluated"] == len(held),
           str([(r["system"], r["n_evaluated"], round(r["metrics"]["ndcg@10"], 4)) for r in reports]))
+    # Served: `funnel search` on cranfield with search.cross_encoder set to that model.
+    data = os.path.join(work, "cranfield-rerank")
+    os.makedirs(data)
+    with open(os.path.join(data, "funnel.toml"), "w") as f:
+        f.write(f"[search]\ncross_encoder = {json.dumps(out_dir)}\n")
+    run(binary, data, "import", "items", os.path.join(beir, "corpus.jsonl"), "--format", "beir", "--json")
+    run(binary, data, "train", "--json")
+    query = "what similarity laws must be obeyed when constructing aeroelastic models of heated high speed aircraft"
+    plain, *_ = run(binary, data, "search", query, "--k", "20", "--rerank-depth", "0", "--json")
+    served, seconds, _ = run(binary, data, "search", query, "--k", "20", "--explain", "--json")
+    plain, served = json.loads(plain), json.loads(served)
+    stage = [s for s in served["trace"]["stages"] if s["stage"] == "rerank"]
+    ids = lambda body: [i["id"] for i in body["items"]]
+    check("cross-encoder: `funnel search` reorders BM25's top 20 with search.cross_encoder's model",
+          len(stage) == 1 and stage[0]["details"]["model"] == out_dir and len(ids(served)) == 20
+          and sorted(ids(served)) == sorted(ids(plain)) and ids(served) != ids(plain),
+          f"{stage[0]['micros'] / 1000 if stage else None} ms in the cross-encoder; top 5 {ids(served)[:5]} "
+          f"(BM25 alone {ids(plain)[:5]})")
 
 
 def eval_ltr_gate(binary, shared, work):

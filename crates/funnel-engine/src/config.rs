@@ -202,7 +202,15 @@ pub struct SearchConfig {
     /// Titles and categories recognised in queries (`[search.entities]`; read when
     /// serving, unlike the rest of this section).
     pub entities: EntityConfig,
+    /// A cross-encoder folder (Hugging Face BERT sequence classification, e.g. one made
+    /// by `funnel train cross-encoder`) that reranks the top `rerank.cross_encoder_depth`
+    /// of each query's candidates when serving; empty for none. With one set, training
+    /// keeps each item's text in the snapshot for it to read.
+    pub cross_encoder: String,
 }
+
+/// The most candidates a cross-encoder reranks per request.
+pub const MAX_RERANK_DEPTH: usize = 200;
 
 /// One surface's pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -266,6 +274,10 @@ pub struct RerankConfig {
     pub propensity_samples: usize,
     /// `linucb`: the width of the upper confidence bound, in standard deviations.
     pub linucb_alpha: f64,
+    /// With `search.cross_encoder` set, a query's best this-many candidates after the
+    /// ranker are reordered by the cross-encoder (0: never; a request's `rerank_depth`
+    /// overrides). Latency against accuracy: each costs one forward pass of the model.
+    pub cross_encoder_depth: usize,
     /// `boost`: business boosts, each adding `boost` × the list's score range to the
     /// items it names (an item id or a category; negative buries).
     pub boosts: Vec<BoostConfig>,
@@ -307,6 +319,7 @@ impl Default for RerankConfig {
             thompson_prior_strength: 10.0,
             propensity_samples: 200,
             linucb_alpha: 1.0,
+            cross_encoder_depth: 20,
             boosts: Vec::new(),
             pins: Vec::new(),
         }
@@ -404,6 +417,7 @@ impl Default for SearchConfig {
             stop_words: true,
             spell: SpellConfig::default(),
             entities: EntityConfig::default(),
+            cross_encoder: String::new(),
         }
     }
 }
@@ -671,6 +685,12 @@ impl SurfaceConfig {
         }
         if !(0.0..=1000.0).contains(&r.linucb_alpha) {
             return Err(ConfigError::new(key("rerank.linucb_alpha"), "must be between 0 and 1000"));
+        }
+        if r.cross_encoder_depth > MAX_RERANK_DEPTH {
+            return Err(ConfigError::new(
+                key("rerank.cross_encoder_depth"),
+                format!("must be between 0 and {MAX_RERANK_DEPTH}"),
+            ));
         }
         // A bandit re-chooses the slate from the top candidates by its own estimates, so a
         // rule that promises an order or a mix within the slate would be undone.

@@ -11,7 +11,10 @@ use serde_json::json;
 use crate::pipeline::{Pipeline, Stages};
 use crate::request::MAX_K;
 use crate::understand::{EntityConfig, Intent, Understanding};
-use crate::{EngineConfig, EngineError, Request, RequestContext, Response, Snapshot, TextEmbedder};
+use crate::{
+    EngineConfig, EngineError, MAX_RERANK_DEPTH, PairScorer, Request, RequestContext, Reranker, Response, Snapshot,
+    TextEmbedder,
+};
 
 /// A snapshot with the configured pipelines bound to it. Cheap to share across threads;
 /// a new snapshot means a new `Engine`, swapped in whole.
@@ -21,10 +24,30 @@ pub struct Engine {
     entities: EntityConfig,
     /// Embeds queries for the `dense` source; the model that made the content vectors.
     query_embedder: Option<QueryEmbedder>,
+    /// Reorders the top of search results (`search.cross_encoder`).
+    reranker: Option<Reranker>,
 }
 
 /// A text embedder shared by the threads serving requests.
 pub type QueryEmbedder = Arc<dyn TextEmbedder + Send + Sync>;
+
+/// The models a server loads once and hands to every engine it builds.
+#[derive(Clone, Default)]
+pub struct ServingModels {
+    /// Embeds queries for `dense` sources.
+    pub query_embedder: Option<QueryEmbedder>,
+    /// Reorders the top of search results.
+    pub reranker: Option<Reranker>,
+}
+
+impl std::fmt::Debug for ServingModels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServingModels")
+            .field("query_embedder", &self.query_embedder.as_ref().map(|e| e.name()))
+            .field("reranker", &self.reranker.as_ref().map(|r| r.name()))
+            .finish()
+    }
+}
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -43,7 +66,7 @@ impl Engine {
             .iter()
             .map(|(name, surface)| Ok((name.clone(), Pipeline::from_config(name, surface, &snapshot)?)))
             .collect::<Result<_, EngineError>>()?;
-        Ok(Self { snapshot, pipelines, entities: config.search.entities, query_embedder: None })
+        Ok(Self { snapshot, pipelines, entities: config.search.entities, query_embedder: None, reranker: None })
     }
 
     /// Lets `dense` sources embed queries with `embedder`, which must be the model the
@@ -61,6 +84,30 @@ impl Engine {
             None => tracing::debug!("the snapshot has no content vectors: dense retrieval is off"),
         }
         self
+    }
+
+    /// [`Engine::with_query_embedder`] and [`Engine::with_reranker`] with `models`.
+    pub fn with_models(self, models: &ServingModels) -> Self {
+        self.with_query_embedder(models.query_embedder.clone()).with_reranker(models.reranker.clone())
+    }
+
+    /// Lets search surfaces reorder their best candidates with `reranker`, a
+    /// cross-encoder; it reads the items' passages, which the snapshot keeps when it was
+    /// trained with `search.cross_encoder` set (otherwise a warning says so).
+    pub fn with_reranker(mut self, reranker: Option<Reranker>) -> Self {
+        if reranker.is_some() && self.snapshot.passages.is_none() {
+            tracing::warn!(
+                "the snapshot has no item passages (train with search.cross_encoder set): no cross-encoder reranking"
+            );
+        } else {
+            self.reranker = reranker;
+        }
+        self
+    }
+
+    /// Whether search results are reordered by a cross-encoder.
+    pub fn reranks(&self) -> bool {
+        self.reranker.is_some()
     }
 
     /// Whether `dense` sources can run (an embedder matching the snapshot's vectors).
@@ -97,6 +144,12 @@ impl Engine {
             EngineError::UnknownSurface(request.surface.clone(), self.surfaces().collect::<Vec<_>>().join(", "))
         })?;
         pipeline.check_weights(&request.surface, &request.weights)?;
+        if request.rerank_depth.is_some_and(|d| d > MAX_RERANK_DEPTH) {
+            return Err(EngineError::BadRequest {
+                field: "rerank_depth",
+                reason: format!("must be between 0 and {MAX_RERANK_DEPTH}"),
+            });
+        }
         let mut stages = Stages { traces: Vec::new(), explain: request.explain };
         // Only surfaces that search text read the query.
         let request_query = request.query.as_deref().filter(|_| pipeline.needs_query());
@@ -108,7 +161,7 @@ impl Engine {
         if pipeline.needs_query_vector() {
             ctx.query_vector = self.embed_query(query, &mut stages)?;
         }
-        let slate = pipeline.run(&ctx, &mut stages);
+        let slate = pipeline.run(&ctx, self.reranker.as_deref().map(|r| r as &dyn PairScorer), &mut stages);
 
         let catalog = &self.snapshot.catalog;
         let items = slate
@@ -227,5 +280,7 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod rerank_tests;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! The engine: builds immutable snapshots from the log (`train`) and answers requests
 //! against one snapshot through configured stages:
-//! candidate sources → ranker → rules → exploration.
+//! candidate sources → ranker → cross-encoder (search) → rules → exploration.
 //!
 //! Plain synchronous Rust: no HTTP, no async runtime, no argument parsing. Time and
 //! randomness come in with the request; the same snapshot, request and seed give the
@@ -11,6 +11,7 @@ mod catalog;
 mod cf;
 mod config;
 mod content;
+mod cross_rank;
 mod engine;
 mod explore;
 mod features;
@@ -31,11 +32,12 @@ pub use batching::BatchingEmbedder;
 pub use catalog::{Catalog, CatalogItem};
 pub use cf::{CfModel, Collaborative, TowerFeatures};
 pub use config::{
-    ConfigError, ContentConfig, EngineConfig, Merge, RankerTrainConfig, SearchConfig, SegmentConfig, SourceConfig,
-    SurfaceConfig, TrainConfig,
+    ConfigError, ContentConfig, EngineConfig, MAX_RERANK_DEPTH, Merge, RankerTrainConfig, SearchConfig, SegmentConfig,
+    SourceConfig, SurfaceConfig, TrainConfig,
 };
 pub use content::{ContentBuild, ContentIndex, PairScorer, TextEmbedder, content_text};
-pub use engine::{Engine, QueryEmbedder};
+pub use cross_rank::Reranker;
+pub use engine::{Engine, QueryEmbedder, ServingModels};
 pub use features::{FEATURE_VERSION, FeatureSchema, Proposals};
 pub use feedback::{Counts, Feedback};
 pub use linucb::LinUcb;

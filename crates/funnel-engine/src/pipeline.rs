@@ -1,5 +1,6 @@
 //! The stage traits and a surface's pipeline that runs them in order:
-//! candidate sources (merged under quotas) → ranker → rules → exploration.
+//! candidate sources (merged under quotas) → ranker → cross-encoder (search) → rules →
+//! exploration.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -11,7 +12,10 @@ use serde_json::{Value, json};
 
 use crate::config::{Merge, PinConfig};
 use crate::features::{self, Proposals};
-use crate::{EngineError, Intent, RequestContext, Snapshot, SurfaceConfig, explore, ranker, rules, sources};
+use crate::{
+    EngineError, Intent, PairScorer, RequestContext, Snapshot, SurfaceConfig, cross_rank, explore, ranker, rules,
+    sources,
+};
 
 /// Proposes candidates for a request, best first.
 pub trait CandidateSource: Send + Sync {
@@ -66,6 +70,7 @@ pub(crate) struct Pipeline {
     max_candidates: usize,
     merge: Merge,
     rrf_k: f32,
+    cross_encoder_depth: usize,
 }
 
 /// The score of a navigational query's item over the best merged candidate.
@@ -164,6 +169,7 @@ impl Pipeline {
             max_candidates: config.max_candidates,
             merge: config.merge,
             rrf_k: config.rrf_k,
+            cross_encoder_depth: config.rerank.cross_encoder_depth,
         })
     }
 
@@ -203,7 +209,14 @@ impl Pipeline {
         self.sources.iter().any(|s| s.source.name() == "similar")
     }
 
-    pub fn run(&self, ctx: &RequestContext<'_>, stages: &mut Stages) -> Vec<Candidate> {
+    /// The slate for `ctx`; `reranker` reorders the top of a query's candidates when the
+    /// snapshot has the items' passages.
+    pub fn run(
+        &self,
+        ctx: &RequestContext<'_>,
+        reranker: Option<&dyn PairScorer>,
+        stages: &mut Stages,
+    ) -> Vec<Candidate> {
         let (mut candidates, proposals) = self.candidates(ctx, stages);
 
         let started = Instant::now();
@@ -216,6 +229,10 @@ impl Pipeline {
             (input, candidates.len()),
             || json!({ "ranker": details, "top": describe(ctx, &candidates, 20) }),
         );
+
+        if let Some(reranker) = reranker {
+            self.cross_encode(ctx, reranker, &mut candidates, stages);
+        }
 
         for rule in &self.rules {
             let started = Instant::now();
@@ -252,6 +269,27 @@ impl Pipeline {
             });
         }
         slate
+    }
+
+    /// Reorders the best candidates of a query with the cross-encoder (the request's
+    /// depth, else the surface's); a model error is logged and leaves the order.
+    fn cross_encode(
+        &self,
+        ctx: &RequestContext<'_>,
+        reranker: &dyn PairScorer,
+        candidates: &mut [Candidate],
+        stages: &mut Stages,
+    ) {
+        let depth = ctx.request.rerank_depth.unwrap_or(self.cross_encoder_depth).min(candidates.len());
+        let (Some(query), Some(passages), true) = (ctx.query, ctx.snapshot.passages.as_deref(), depth > 0) else {
+            return;
+        };
+        let started = Instant::now();
+        let details = cross_rank::rerank(ctx, reranker, (query, passages), candidates, depth).unwrap_or_else(|error| {
+            tracing::warn!(%error, "the cross-encoder failed: the ranker's order is kept");
+            json!({ "error": error })
+        });
+        stages.record("rerank", "cross-encoder", started, (depth, depth), || details);
     }
 
     /// The pins that apply to this request, with their positions, taken out of

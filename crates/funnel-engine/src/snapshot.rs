@@ -132,6 +132,9 @@ pub struct Snapshot {
     pub speller: Option<Speller>,
     /// Learned rankers by surface (`ranker = "gbdt"`).
     pub rankers: BTreeMap<String, RankerModel>,
+    /// Each item's text (by catalog index), kept when `search.cross_encoder` is set: what
+    /// the cross-encoder reads next to the query.
+    pub passages: Option<Vec<String>>,
     /// Titles and category names for query understanding (derived from the catalog on
     /// load, not stored).
     pub facets: QueryFacets,
@@ -214,6 +217,9 @@ impl Snapshot {
         }
         if !self.rankers.is_empty() {
             self.manifest.files.push(write_part(dir, "rankers.bin", &self.rankers)?);
+        }
+        if let Some(passages) = &self.passages {
+            self.manifest.files.push(write_part(dir, "passages.bin", passages)?);
         }
         let path = dir.join(MANIFEST);
         let json = serde_json::to_vec_pretty(&self.manifest).map_err(|e| snapshot_error(&path, e.to_string()))?;
@@ -311,12 +317,20 @@ impl Snapshot {
                     snapshot_error(&dir.join("rankers.bin"), format!("ranker of surface `{surface}`: {reason}"))
                 })?;
         }
+        let passages: Option<Vec<String>> = match manifest.files.iter().any(|f| f.name == "passages.bin") {
+            true => Some(read_part(dir, &manifest, "passages.bin")?),
+            false => None,
+        };
+        if passages.as_ref().is_some_and(|p| p.len() != catalog.len()) {
+            return Err(snapshot_error(&dir.join("passages.bin"), "not one text per catalog item"));
+        }
         let popularity: Popularity = read_part(dir, &manifest, "popularity.bin")?;
         let facets = QueryFacets::build(&catalog, &popularity);
         Ok(Self {
             content,
             speller,
             facets,
+            passages,
             popularity,
             histories: read_part(dir, &manifest, "histories.bin")?,
             segments: read_part(dir, &manifest, "segments.bin")?,

@@ -308,6 +308,8 @@ pub(crate) fn assemble(
     let speller = config.search.spell.enabled.then(|| {
         Speller::new(build_vocabulary(&gathered.items, &config.search), config.search.spell, config.search.stem)
     });
+    let passages = (!config.search.cross_encoder.is_empty())
+        .then(|| gathered.items.iter().map(crate::content::content_text).collect());
     phases.start("catalog");
     let catalog = Catalog::from_items(&gathered.items);
     Snapshot {
@@ -340,6 +342,7 @@ pub(crate) fn assemble(
         content,
         speller,
         rankers: Default::default(),
+        passages,
         // Derived on load; training only writes the snapshot.
         facets: QueryFacets::default(),
     }

@@ -86,14 +86,17 @@ pub async fn recommend(State(state): State<Arc<AppState>>, params: Params) -> Re
            ("explain" = Option<bool>, Query, description = "include a per-stage trace"),
            ("surface" = Option<String>, Query, description = "configured surface (default `search`)"),
            ("weight.{source}" = Option<f32>, Query,
-            description = "this request's weight for one of the surface's sources: weight.bm25=0.3&weight.dense=0.7")),
+            description = "this request's weight for one of the surface's sources: weight.bm25=0.3&weight.dense=0.7"),
+           ("rerank_depth" = Option<usize>, Query,
+            description = "how many of the best candidates the cross-encoder reorders, 0–200 (0: none; default: the surface's rerank.cross_encoder_depth)")),
     responses((status = 200, body = SlateBody), (status = 400, body = crate::error::ErrorBody),
               (status = 503, body = crate::error::ErrorBody)))]
 pub async fn search(State(state): State<Arc<AppState>>, params: Params) -> Result<Json<SlateBody>, ApiError> {
-    params.only(&["q", "exact", "user", "k", "explain", "surface", "seed", "weight.*"])?;
+    params.only(&["q", "exact", "user", "k", "explain", "surface", "seed", "weight.*", "rerank_depth"])?;
     let query = params.text("q").ok_or_else(|| ApiError::bad_param("q", "required: the text to search for"))?;
     let exact_query = params.flag("exact")?;
-    let request = Request { query: Some(query), exact_query, ..base_request(&state, &params, "search")? };
+    let rerank_depth = params.text("rerank_depth").map(|_| params.number("rerank_depth", 0)).transpose()?;
+    let request = Request { query: Some(query), exact_query, rerank_depth, ..base_request(&state, &params, "search")? };
     run(&state, request).await
 }
 

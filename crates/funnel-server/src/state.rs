@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use funnel_core::{EventKind, Record};
-use funnel_engine::{Engine, EngineConfig, EngineError, QueryEmbedder, Snapshot};
+use funnel_engine::{Engine, EngineConfig, EngineError, ServingModels, Snapshot};
 use funnel_store::{DataDir, FileLog, RecordLog, SnapshotDir};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -20,8 +20,9 @@ pub struct AppState {
     log: Arc<FileLog>,
     snapshots: SnapshotDir,
     config: EngineConfig,
-    /// Handed to every engine, for `dense` search sources.
-    query_embedder: Option<QueryEmbedder>,
+    /// Handed to every engine: the query embedder for `dense` search sources and the
+    /// cross-encoder.
+    models: ServingModels,
     recent: Mutex<HashMap<String, VecDeque<String>>>,
     metrics: PrometheusHandle,
 }
@@ -52,16 +53,13 @@ fn metrics_handle() -> PrometheusHandle {
 impl AppState {
     /// Opens the data folder: takes the log's writer lock and loads the newest snapshot
     /// if there is one (without one, queries answer 503 until `funnel train` runs).
-    /// `query_embedder` embeds queries for `dense` sources (the snapshot's content model).
-    pub fn open(
-        data: &DataDir,
-        config: EngineConfig,
-        query_embedder: Option<QueryEmbedder>,
-    ) -> Result<Self, EngineError> {
+    /// `models` go to every engine (the query embedder must be the snapshot's content
+    /// model).
+    pub fn open(data: &DataDir, config: EngineConfig, models: ServingModels) -> Result<Self, EngineError> {
         let log = Arc::new(FileLog::open(data.log())?);
         let snapshots = data.snapshots();
         let engine = match Engine::open_latest(&snapshots, &config) {
-            Ok(engine) => Some(Arc::new(engine.with_query_embedder(query_embedder.clone()))),
+            Ok(engine) => Some(Arc::new(engine.with_models(&models))),
             Err(EngineError::NoSnapshot) => None,
             Err(other) => return Err(other),
         };
@@ -70,7 +68,7 @@ impl AppState {
             log,
             snapshots,
             config,
-            query_embedder,
+            models,
             recent: Mutex::new(HashMap::new()),
             metrics: metrics_handle(),
         })
@@ -95,7 +93,7 @@ impl AppState {
             return Ok(None);
         }
         let snapshot = Snapshot::load(&self.snapshots.path_of(latest))?;
-        let engine = Engine::new(Arc::new(snapshot), &self.config)?.with_query_embedder(self.query_embedder.clone());
+        let engine = Engine::new(Arc::new(snapshot), &self.config)?.with_models(&self.models);
         self.engine.store(Some(Arc::new(engine)));
         tracing::info!(snapshot = %latest, "now serving a new snapshot");
         Ok(Some(latest.to_string()))

@@ -728,6 +728,10 @@ pub struct SearchArgs {
     /// Search the query as typed, without spell correction.
     #[arg(long)]
     pub exact: bool,
+    /// How many of the best candidates the cross-encoder (`search.cross_encoder`)
+    /// reorders; 0 turns it off. Default: the surface's `rerank.cross_encoder_depth`.
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=200))]
+    pub rerank_depth: Option<usize>,
     #[arg(long)]
     pub user: Option<String>,
     #[arg(long, default_value = "search")]

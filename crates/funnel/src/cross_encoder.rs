@@ -23,24 +23,40 @@ use crate::cli::TrainCrossEncoderArgs;
 const NEGATIVE_POOL: usize = 50;
 
 /// A cross-encoder folder, named by its path in reports.
-pub struct Reranker {
+pub struct CrossEncoderScorer {
     name: String,
     model: CrossEncoder,
 }
 
-impl Reranker {
+impl CrossEncoderScorer {
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         Ok(Self { name: dir.display().to_string(), model: CrossEncoder::load(dir)? })
     }
 }
 
-impl PairScorer for Reranker {
+impl PairScorer for CrossEncoderScorer {
     fn name(&self) -> String {
         self.name.clone()
     }
 
     fn score(&self, query: &str, documents: &[&str]) -> Result<Vec<f32>, String> {
         self.model.score(query, documents).map_err(|e| e.to_string())
+    }
+}
+
+/// `search.cross_encoder` loaded for serving, when set; a model that fails to load is a
+/// warning (search answers without reranking), not an error.
+pub fn serving_reranker(config: &EngineConfig) -> Option<funnel_engine::Reranker> {
+    let dir = config.search.cross_encoder.as_str();
+    if dir.is_empty() {
+        return None;
+    }
+    match CrossEncoderScorer::load(Path::new(dir)) {
+        Ok(scorer) => Some(std::sync::Arc::new(scorer)),
+        Err(error) => {
+            tracing::warn!(model = dir, "cross-encoder not loaded, search results are not reranked: {error:#}");
+            None
+        }
     }
 }
 

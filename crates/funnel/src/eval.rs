@@ -9,7 +9,7 @@ use funnel_eval::recs::{ModelResult, RecsOptions};
 use funnel_eval::search::{Mode, SearchOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cross_encoder::Reranker;
+use crate::cross_encoder::CrossEncoderScorer;
 use crate::train::ContentModel;
 use funnel_eval::split::Method;
 use funnel_eval::{Report, trec};
@@ -138,7 +138,7 @@ fn search(config: &EngineConfig, args: &EvalSearchArgs) -> anyhow::Result<()> {
     };
     let embedder = embedder.as_ref().map(|e| e as &dyn funnel_engine::TextEmbedder);
     let reranker = match &args.rerank {
-        Some(dir) => Some(Reranker::load(dir).with_context(|| format!("--rerank {}", dir.display()))?),
+        Some(dir) => Some(CrossEncoderScorer::load(dir).with_context(|| format!("--rerank {}", dir.display()))?),
         None => None,
     };
     let reranker = reranker.as_ref().map(|r| r as &dyn funnel_engine::PairScorer);

@@ -13,6 +13,9 @@ fn serve_one(data: &DataDir, config: &EngineConfig, slate: &SlateArgs, request: 
     if dense && engine.snapshot().content.is_some() {
         engine = engine.with_query_embedder(crate::train::query_embedder(config));
     }
+    if request.query.is_some() && engine.snapshot().passages.is_some() {
+        engine = engine.with_reranker(crate::cross_encoder::serving_reranker(config));
+    }
     let mut weights = std::collections::BTreeMap::new();
     for (source, weight) in &slate.weight {
         if weights.insert(source.clone(), *weight).is_some() {
@@ -41,6 +44,7 @@ pub fn search(data: &DataDir, config: &EngineConfig, args: SearchArgs) -> anyhow
         user: args.user,
         query: Some(args.query.join(" ")),
         exact_query: args.exact,
+        rerank_depth: args.rerank_depth,
         ..Request::default()
     };
     serve_one(data, config, &args.slate, request)

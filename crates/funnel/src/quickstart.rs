@@ -38,8 +38,8 @@ pub fn run(data: &DataDir, config: EngineConfig, args: &QuickstartArgs) -> anyho
     if args.no_serve {
         return Ok(());
     }
-    let embedder = crate::train::query_embedder(&config);
-    let state = Arc::new(AppState::open(data, config, embedder)?);
+    let models = crate::train::serving_models(&config);
+    let state = Arc::new(AppState::open(data, config, models)?);
     let options =
         ServeOptions { addr: args.addr, reload_every: Duration::from_secs(2), max_body_bytes: DEFAULT_MAX_BODY_BYTES };
     crate::serve::serve_until_signal(state, options)

@@ -11,8 +11,8 @@ pub fn run(data: &DataDir, config: EngineConfig, args: &ServeArgs) -> anyhow::Re
     if !(args.reload_secs > 0.0 && args.reload_secs.is_finite()) {
         anyhow::bail!("--reload-secs must be a positive number of seconds");
     }
-    let embedder = crate::train::query_embedder(&config);
-    let state = Arc::new(AppState::open(data, config, embedder)?);
+    let models = crate::train::serving_models(&config);
+    let state = Arc::new(AppState::open(data, config, models)?);
     if state.snapshot_id().is_none() {
         tracing::warn!("no snapshot yet: queries answer 503 until `funnel train` publishes one");
     }

@@ -90,6 +90,14 @@ pub fn build(data: &DataDir, config: &EngineConfig, as_of: Option<i64>, show: bo
     Ok(report?)
 }
 
+/// The models a server hands to its engines: the query embedder and the cross-encoder.
+pub fn serving_models(config: &EngineConfig) -> funnel_engine::ServingModels {
+    funnel_engine::ServingModels {
+        query_embedder: query_embedder(config),
+        reranker: crate::cross_encoder::serving_reranker(config),
+    }
+}
+
 /// The configured content model as a query embedder, when a surface has a `dense` source
 /// and `content.model` is set; a model that fails to load is a warning (dense retrieval
 /// off), not an error, so BM25 search keeps working.

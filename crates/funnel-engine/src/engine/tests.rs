@@ -108,7 +108,7 @@ fn misspelt_queries_are_corrected_from_the_catalog_unless_exact() {
 }
 
 /// An engine over `items` alone (no events), with `config`.
-fn engine_over(items: Vec<Item>, config: &EngineConfig) -> (tempfile::TempDir, Engine) {
+pub(super) fn engine_over(items: Vec<Item>, config: &EngineConfig) -> (tempfile::TempDir, Engine) {
     let dir = tempfile::tempdir().unwrap();
     let log = FileLog::open(dir.path().join("log")).unwrap();
     log.append(&items.into_iter().map(Record::Item).collect::<Vec<_>>()).unwrap();

@@ -36,7 +36,7 @@ fn server() -> Server {
         log.append(&records).unwrap();
         train(&log.reader(), &data.snapshots(), &config(), None, &mut |_| {}).unwrap();
     }
-    let state = Arc::new(AppState::open(&data, config(), None).unwrap());
+    let state = Arc::new(AppState::open(&data, config(), Default::default()).unwrap());
     Server { _dir: dir, data, state }
 }
 
@@ -214,6 +214,8 @@ async fn bad_parameters_and_unknown_ids_are_named() {
     assert_error(&s.get("/recommend?explain=maybe").await, StatusCode::BAD_REQUEST, Some("explain"));
     assert_error(&s.get("/recommend?surface=nowhere").await, StatusCode::BAD_REQUEST, Some("surface"));
     assert_error(&s.get("/search?k=3").await, StatusCode::BAD_REQUEST, Some("q"));
+    assert_error(&s.get("/search?q=a&rerank_depth=-1").await, StatusCode::BAD_REQUEST, Some("rerank_depth"));
+    assert_error(&s.get("/search?q=a&rerank_depth=201").await, StatusCode::BAD_REQUEST, Some("rerank_depth"));
     assert_error(&s.get("/items/no-such-item/similar").await, StatusCode::NOT_FOUND, Some("id"));
     assert_error(&s.get("/nowhere").await, StatusCode::NOT_FOUND, None);
 }
@@ -221,7 +223,8 @@ async fn bad_parameters_and_unknown_ids_are_named() {
 #[tokio::test]
 async fn without_a_snapshot_queries_are_503_and_writes_still_work() {
     let dir = tempfile::tempdir().unwrap();
-    let state = Arc::new(AppState::open(&DataDir::new(dir.path()), EngineConfig::default(), None).unwrap());
+    let state =
+        Arc::new(AppState::open(&DataDir::new(dir.path()), EngineConfig::default(), Default::default()).unwrap());
     let s = Server { data: DataDir::new(dir.path()), _dir: dir, state };
     assert_error(&s.get("/recommend").await, StatusCode::SERVICE_UNAVAILABLE, None);
     let (status, _) = s.post("/items", json!([{"id": "a", "title": "A"}]).to_string()).await;

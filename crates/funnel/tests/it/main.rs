@@ -2,6 +2,7 @@
 
 mod crash;
 mod eval;
+mod rerank;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
