@@ -11,44 +11,60 @@ use crate::{PairScorer, RequestContext};
 /// A cross-encoder shared by the threads serving requests.
 pub type Reranker = Arc<dyn PairScorer + Send + Sync>;
 
-/// Reorders the first `depth` of `candidates` (best first) by `scorer`'s score of the
-/// query and each item's passage. The block keeps its scores, handed out in the new
-/// order, so it stays above the rest and later rules see the same score range. Returns
-/// what the trace shows, or the scorer's error (the order is then left as it was).
+/// Where each candidate of a reordered block came from: its former position (0-based)
+/// and the model's score.
+pub(crate) struct Moved {
+    pub from: Vec<usize>,
+    pub scores: Vec<f32>,
+}
+
+/// Reorders `block` (best first) by `scorer`'s score of the query and each item's
+/// passage, best first (a NaN score counts as the lowest; ties keep the ranker's order).
+/// The block keeps its scores, handed out in the new order, so it stays above the rest
+/// and later rules see the same score range. On the scorer's error the block is left as
+/// it was.
 pub(crate) fn rerank(
-    ctx: &RequestContext<'_>,
     scorer: &dyn PairScorer,
     (query, passages): (&str, &[String]),
-    candidates: &mut [Candidate],
-    depth: usize,
-) -> Result<Value, String> {
-    let depth = depth.min(candidates.len());
-    let block = &mut candidates[..depth];
+    block: &mut [Candidate],
+) -> Result<Moved, String> {
     if block.is_empty() {
-        return Ok(json!({ "depth": 0 }));
+        return Ok(Moved { from: Vec::new(), scores: Vec::new() });
     }
     let texts: Vec<&str> = block.iter().map(|c| passages.get(c.item as usize).map_or("", String::as_str)).collect();
-    let scores = scorer.score(query, &texts)?;
-    if scores.len() != block.len() {
-        return Err(format!("{} scores for {} documents", scores.len(), block.len()));
+    let raw = scorer.score(query, &texts)?;
+    if raw.len() != block.len() {
+        return Err(format!("{} scores for {} documents", raw.len(), block.len()));
     }
-    let before: Vec<u32> = block.iter().map(|c| c.item).collect();
-    let mut order: Vec<usize> = (0..block.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-    let reordered: Vec<Candidate> = order
-        .iter()
-        .zip(block.iter())
-        .map(|(&from, kept)| Candidate { score: kept.score, ..block[from].clone() })
-        .collect();
+    let key = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
+    let mut from: Vec<usize> = (0..block.len()).collect();
+    from.sort_by(|&a, &b| key(raw[b]).total_cmp(&key(raw[a])).then(a.cmp(&b)));
+    let reordered: Vec<Candidate> =
+        from.iter().zip(block.iter()).map(|(&f, kept)| Candidate { score: kept.score, ..block[f].clone() }).collect();
     block.clone_from_slice(&reordered);
+    let scores = from.iter().map(|&f| raw[f]).collect();
+    Ok(Moved { from, scores })
+}
+
+/// The trace of a reordered block: the model, and per item (the first 20) its model
+/// score and its rank before (1-based over the whole list).
+pub(crate) fn describe(
+    ctx: &RequestContext<'_>,
+    scorer: &dyn PairScorer,
+    block: &[Candidate],
+    moved: &Moved,
+    after_navigational: bool,
+) -> Value {
+    let offset = 1 + usize::from(after_navigational);
     let catalog = &ctx.snapshot.catalog;
-    Ok(json!({
+    json!({
         "model": scorer.name(),
         "depth": block.len(),
-        "top": order.iter().take(20).map(|&from| json!({
-            "id": catalog.get(before[from]).id,
-            "cross_encoder_score": scores[from],
-            "rank_before": from + 1,
+        "kept_navigational_first": after_navigational,
+        "top": block.iter().zip(&moved.from).zip(&moved.scores).take(20).map(|((c, &from), &score)| json!({
+            "id": catalog.get(c.item).id,
+            "cross_encoder_score": score,
+            "rank_before": from + offset,
         })).collect::<Vec<_>>(),
-    }))
+    })
 }

@@ -110,6 +110,17 @@ impl Engine {
         self.reranker.is_some()
     }
 
+    /// Whether `request` would be reranked given a cross-encoder (a query on a surface
+    /// that searches text, a depth above 0, passages in the snapshot): whether a one-off
+    /// request needs the model loaded.
+    pub fn reranks_for(&self, request: &Request) -> bool {
+        let Some(pipeline) = self.pipelines.get(&request.surface) else { return false };
+        request.query.is_some()
+            && pipeline.needs_query()
+            && pipeline.rerank_depth(request) > 0
+            && self.snapshot.passages.is_some()
+    }
+
     /// Whether `dense` sources can run (an embedder matching the snapshot's vectors).
     pub fn embeds_queries(&self) -> bool {
         self.query_embedder.is_some()
@@ -147,7 +158,7 @@ impl Engine {
         if request.rerank_depth.is_some_and(|d| d > MAX_RERANK_DEPTH) {
             return Err(EngineError::BadRequest {
                 field: "rerank_depth",
-                reason: format!("must be between 0 and {MAX_RERANK_DEPTH}"),
+                reason: format!("must be between 0 and {MAX_RERANK_DEPTH} (and is capped by the surface's)"),
             });
         }
         let mut stages = Stages { traces: Vec::new(), explain: request.explain };

@@ -196,9 +196,11 @@ pub(crate) fn past_engine(
     let then = gathered.past(std::mem::take(&mut split.past));
     let mut quiet = |_: &str| {};
     let mut quiet_phases = Phases { progress: &mut quiet, done: Vec::new(), current: None };
-    let past = assemble(&then, config, split.features_as_of, content, &mut quiet_phases);
-    gathered.take_back_items(then);
+    // The past engine only computes features: it needs no passages for a cross-encoder.
     let mut past_config = config.clone();
+    past_config.search.cross_encoder.clear();
+    let past = assemble(&then, &past_config, split.features_as_of, content, &mut quiet_phases);
+    gathered.take_back_items(then);
     past_config.surfaces.values_mut().for_each(|s| s.ranker = "score".into());
     crate::Engine::new(Arc::new(past), &past_config)
 }

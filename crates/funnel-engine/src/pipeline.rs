@@ -271,8 +271,14 @@ impl Pipeline {
         slate
     }
 
-    /// Reorders the best candidates of a query with the cross-encoder (the request's
-    /// depth, else the surface's); a model error is logged and leaves the order.
+    /// How many candidates the cross-encoder reorders for `request`: the surface's
+    /// depth, or less if the request asks (a request cannot raise the cost per query).
+    pub fn rerank_depth(&self, request: &crate::Request) -> usize {
+        request.rerank_depth.map_or(self.cross_encoder_depth, |d| d.min(self.cross_encoder_depth))
+    }
+
+    /// Reorders the best candidates of a query with the cross-encoder; a navigational
+    /// query's item stays first. A model error is logged and leaves the order.
     fn cross_encode(
         &self,
         ctx: &RequestContext<'_>,
@@ -280,16 +286,25 @@ impl Pipeline {
         candidates: &mut [Candidate],
         stages: &mut Stages,
     ) {
-        let depth = ctx.request.rerank_depth.unwrap_or(self.cross_encoder_depth).min(candidates.len());
+        let navigational = match ctx.understanding.as_ref().map(|u| &u.intent) {
+            Some(Intent::Navigational(item)) => candidates.first().is_some_and(|c| c.item == *item),
+            _ => false,
+        };
+        let rest = &mut candidates[usize::from(navigational)..];
+        let depth = self.rerank_depth(ctx.request).min(rest.len());
         let (Some(query), Some(passages), true) = (ctx.query, ctx.snapshot.passages.as_deref(), depth > 0) else {
             return;
         };
         let started = Instant::now();
-        let details = cross_rank::rerank(ctx, reranker, (query, passages), candidates, depth).unwrap_or_else(|error| {
-            tracing::warn!(%error, "the cross-encoder failed: the ranker's order is kept");
-            json!({ "error": error })
-        });
-        stages.record("rerank", "cross-encoder", started, (depth, depth), || details);
+        match cross_rank::rerank(reranker, (query, passages), &mut rest[..depth]) {
+            Ok(moved) => stages.record("rerank", "cross-encoder", started, (depth, depth), || {
+                cross_rank::describe(ctx, reranker, &rest[..depth], &moved, navigational)
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "the cross-encoder failed: the ranker's order is kept");
+                stages.record("rerank", "cross-encoder", started, (depth, depth), || json!({ "error": error }));
+            }
+        }
     }
 
     /// The pins that apply to this request, with their positions, taken out of

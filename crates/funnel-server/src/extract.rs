@@ -144,6 +144,16 @@ impl Params {
         }
     }
 
+    /// A number when the parameter is given (an empty value is an error, not absent).
+    pub fn optional_number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(text) => {
+                text.parse().map(Some).map_err(|_| ApiError::bad_param(name, format!("`{text}` is not a valid number")))
+            }
+        }
+    }
+
     pub fn flag(&self, name: &str) -> Result<bool, ApiError> {
         match self.0.get(name).map(String::as_str) {
             None | Some("false" | "0") => Ok(false),

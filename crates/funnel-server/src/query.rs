@@ -88,14 +88,14 @@ pub async fn recommend(State(state): State<Arc<AppState>>, params: Params) -> Re
            ("weight.{source}" = Option<f32>, Query,
             description = "this request's weight for one of the surface's sources: weight.bm25=0.3&weight.dense=0.7"),
            ("rerank_depth" = Option<usize>, Query,
-            description = "how many of the best candidates the cross-encoder reorders, 0–200 (0: none; default: the surface's rerank.cross_encoder_depth)")),
+            description = "how many of the best candidates the cross-encoder reorders: at most the surface's rerank.cross_encoder_depth, which is the default (0: none)")),
     responses((status = 200, body = SlateBody), (status = 400, body = crate::error::ErrorBody),
               (status = 503, body = crate::error::ErrorBody)))]
 pub async fn search(State(state): State<Arc<AppState>>, params: Params) -> Result<Json<SlateBody>, ApiError> {
     params.only(&["q", "exact", "user", "k", "explain", "surface", "seed", "weight.*", "rerank_depth"])?;
     let query = params.text("q").ok_or_else(|| ApiError::bad_param("q", "required: the text to search for"))?;
     let exact_query = params.flag("exact")?;
-    let rerank_depth = params.text("rerank_depth").map(|_| params.number("rerank_depth", 0)).transpose()?;
+    let rerank_depth = params.optional_number("rerank_depth")?;
     let request = Request { query: Some(query), exact_query, rerank_depth, ..base_request(&state, &params, "search")? };
     run(&state, request).await
 }

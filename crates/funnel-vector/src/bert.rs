@@ -60,18 +60,57 @@ impl Activation {
     }
 }
 
-/// `x · Wᵀ` over the last dimension of `x`, leading dimensions kept, without the bias (the
-/// fused kernel that follows adds it).
-fn product(linear: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
-    let mut dims = x.dims().to_vec();
-    let inputs = dims.pop().unwrap_or(1);
-    let y = x.reshape((x.elem_count() / inputs.max(1), inputs))?.matmul(&linear.weight().t()?)?;
-    dims.push(y.dim(1)?);
-    y.reshape(dims)
+/// A dense layer as each mode runs it. Training: candle's `Linear` (differentiable, on
+/// the weight as stored, `out × in`). Inference: the weight transposed once at load (`in ×
+/// out`, contiguous), which the matrix product reads as it lies; on the stored layout it
+/// repacked every weight on every call, three quarters of the time of embedding one short
+/// query. The bias is added by the fused kernel that follows the product.
+enum Dense {
+    Training(Linear),
+    Inference { weight: Tensor, bias: Tensor },
 }
 
-fn bias(linear: &Linear) -> candle_core::Result<&Tensor> {
-    linear.bias().ok_or_else(|| candle_core::Error::Msg("a dense layer without a bias".into()))
+impl Dense {
+    fn new(linear: Linear, mode: Mode) -> candle_core::Result<Self> {
+        if mode == Mode::Training {
+            return Ok(Self::Training(linear));
+        }
+        let bias =
+            linear.bias().cloned().ok_or_else(|| candle_core::Error::Msg("a dense layer without a bias".into()))?;
+        Ok(Self::Inference { weight: linear.weight().t()?.contiguous()?, bias })
+    }
+
+    /// `activation(x · Wᵀ + b)` over the last dimension of `x`.
+    fn activated(&self, x: &Tensor, activation: Option<Activation>) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Training(linear) => {
+                let y = linear.forward(x)?;
+                match activation {
+                    Some(activation) => activation.apply(&y),
+                    None => Ok(y),
+                }
+            }
+            Self::Inference { weight, bias } => kernels::bias_activation(&product(weight, x)?, bias, activation),
+        }
+    }
+
+    /// `x · Wᵀ + b + residual`.
+    fn with_residual(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Training(linear) => linear.forward(x)? + residual,
+            Self::Inference { weight, bias } => kernels::bias_residual(&product(weight, x)?, bias, residual),
+        }
+    }
+}
+
+/// `x · weight` over the last dimension of `x` (`weight`: `in × out`), leading dimensions
+/// kept.
+fn product(weight: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    let inputs = dims.pop().unwrap_or(1);
+    let y = x.reshape((x.elem_count() / inputs.max(1), inputs))?.matmul(weight)?;
+    dims.push(y.dim(1)?);
+    y.reshape(dims)
 }
 
 fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
@@ -91,7 +130,7 @@ pub enum Mode {
 /// The attention's query, key and value projections.
 enum Qkv {
     /// One matrix (one product instead of three).
-    Fused(Linear),
+    Fused(Dense),
     Separate([Linear; 3]),
 }
 
@@ -99,8 +138,8 @@ impl Qkv {
     /// Queries, keys and values, each `batch × tokens × hidden`.
     fn forward(&self, x: &Tensor, hidden: usize) -> candle_core::Result<[Tensor; 3]> {
         match self {
-            Self::Fused(linear) => {
-                let qkv = kernels::bias_activation(&product(linear, x)?, bias(linear)?, None)?;
+            Self::Fused(dense) => {
+                let qkv = dense.activated(x, None)?;
                 Ok([qkv.narrow(2, 0, hidden)?, qkv.narrow(2, hidden, hidden)?, qkv.narrow(2, 2 * hidden, hidden)?])
             }
             Self::Separate([q, k, v]) => Ok([q.forward(x)?, k.forward(x)?, v.forward(x)?]),
@@ -110,10 +149,10 @@ impl Qkv {
 
 struct Layer {
     qkv: Qkv,
-    attention_out: Linear,
+    attention_out: Dense,
     attention_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
+    intermediate: Dense,
+    output: Dense,
     output_norm: LayerNorm,
 }
 
@@ -134,14 +173,14 @@ impl Layer {
                 (Some(q), Some(k), Some(v)) => Some(Tensor::cat(&[&(q * scale)?, k, v], 0)?),
                 _ => candle_core::bail!("query, key and value need biases"),
             };
-            Qkv::Fused(Linear::new(weight, bias))
+            Qkv::Fused(Dense::new(Linear::new(weight, bias), mode)?)
         };
         Ok(Self {
             qkv,
-            attention_out: candle_nn::linear(h, h, attention.pp("output.dense"))?,
+            attention_out: Dense::new(candle_nn::linear(h, h, attention.pp("output.dense"))?, mode)?,
             attention_norm: layer_norm(h, c.layer_norm_eps, attention.pp("output.LayerNorm"))?,
-            intermediate: candle_nn::linear(h, i, vb.pp("intermediate.dense"))?,
-            output: candle_nn::linear(i, h, vb.pp("output.dense"))?,
+            intermediate: Dense::new(candle_nn::linear(h, i, vb.pp("intermediate.dense"))?, mode)?,
+            output: Dense::new(candle_nn::linear(i, h, vb.pp("output.dense"))?, mode)?,
             output_norm: layer_norm(h, c.layer_norm_eps, vb.pp("output.LayerNorm"))?,
         })
     }
@@ -232,25 +271,9 @@ impl BertEncoder {
             }
         };
         let context = weights.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((batch, tokens, hidden))?;
-        let attended = self.norm(&layer.attention_norm, &self.dense_residual(&layer.attention_out, &context, x)?)?;
-        let inner = self.dense_activation(&layer.intermediate, &attended)?;
-        self.norm(&layer.output_norm, &self.dense_residual(&layer.output, &inner, &attended)?)
-    }
-
-    /// `linear(x) + residual`.
-    fn dense_residual(&self, linear: &Linear, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
-        match self.mode {
-            Mode::Inference => kernels::bias_residual(&product(linear, x)?, bias(linear)?, residual),
-            Mode::Training => linear.forward(x)? + residual,
-        }
-    }
-
-    /// The activation of `linear(x)`.
-    fn dense_activation(&self, linear: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self.mode {
-            Mode::Inference => kernels::bias_activation(&product(linear, x)?, bias(linear)?, Some(self.activation)),
-            Mode::Training => self.activation.apply(&linear.forward(x)?),
-        }
+        let attended = self.norm(&layer.attention_norm, &layer.attention_out.with_residual(&context, x)?)?;
+        let inner = layer.intermediate.activated(&attended, Some(self.activation))?;
+        self.norm(&layer.output_norm, &layer.output.with_residual(&inner, &attended)?)
     }
 
     /// Layer normalisation: candle's fused kernel, or for training the same arithmetic in

@@ -1,6 +1,7 @@
 //! Fused inference kernels for the encoder. Each reads and writes the activations once and
-//! splits its rows over the current rayon pool: all cores for a single query, one thread
-//! inside each worker when [`crate::Embedder`] runs batches side by side. candle's own
+//! splits its rows over the current rayon pool (the masked softmax splits by batch item):
+//! all cores for a large batch, one thread inside each worker when [`crate::Embedder`]
+//! runs batches side by side. candle's own
 //! elementwise operations share one process-wide pool that runs a single operation at a
 //! time, so two workers using them would take turns instead of running together.
 
@@ -71,7 +72,7 @@ impl CustomOp2 for BiasActivation {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (x, bias) = (values(s1, l1, self.name())?, values(s2, l2, self.name())?);
-        if bias.is_empty() || !x.len().is_multiple_of(bias.len()) {
+        if bias.is_empty() || l1.dims().last() != Some(&bias.len()) || l2.dims().len() != 1 {
             candle_core::bail!("bias of {} values for rows of {:?}", bias.len(), l1.shape());
         }
         let mut out = vec![0f32; x.len()];
@@ -152,8 +153,11 @@ impl CustomOp2 for MaskedSoftmax {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (scores, additive) = (values(s1, l1, self.name())?, values(s2, l2, self.name())?);
         let (batch, heads, queries, keys) = l1.shape().dims4()?;
-        if additive.len() != batch * keys {
+        if l2.shape().dims2()? != (batch, keys) {
             candle_core::bail!("masked-softmax: mask {:?} for scores {:?}", l2.shape(), l1.shape());
+        }
+        if scores.is_empty() {
+            return Ok((CpuStorage::F32(Vec::new()), l1.shape().clone()));
         }
         let mut out = vec![0f32; scores.len()];
         let per_item = heads * queries * keys;
@@ -197,7 +201,9 @@ impl CustomOp3 for PeriodicSum {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (a, b, c) = (values(s1, l1, self.name())?, values(s2, l2, self.name())?, values(s3, l3, self.name())?);
-        if b.len() != a.len() || c.is_empty() || !a.len().is_multiple_of(c.len()) {
+        let (a_dims, c_dims) = (l1.dims(), l3.dims());
+        let trailing = c_dims.len() <= a_dims.len() && a_dims.ends_with(c_dims);
+        if l2.dims() != a_dims || c.is_empty() || !trailing {
             candle_core::bail!("{}: shapes {:?}, {:?}, {:?}", self.name(), l1.shape(), l2.shape(), l3.shape());
         }
         let mut out = vec![0f32; a.len()];
@@ -278,8 +284,16 @@ mod tests {
     }
 
     #[test]
-    fn a_bias_that_does_not_divide_the_rows_is_an_error() {
+    fn inputs_of_the_wrong_shape_are_errors() {
         let err = bias_activation(&random(&[2, 5], 1), &random(&[3], 2), None).unwrap_err().to_string();
         assert!(err.contains("bias of 3 values"), "{err}");
+        // Dividing the element count is not enough: the bias runs along the last dimension.
+        assert!(bias_activation(&random(&[2, 10], 1), &random(&[5], 2), None).is_err());
+        assert!(bias_residual(&random(&[2, 4], 1), &random(&[4], 2), &random(&[4, 2], 3)).is_err());
+        assert!(embedding_sum(&random(&[2, 3, 4], 1), &random(&[2, 3, 4], 2), &random(&[4, 3], 3)).is_err());
+        let mask = random(&[2, 4], 4);
+        assert!(masked_softmax(&random(&[2, 1, 4, 4], 5), &mask).is_ok());
+        assert!(masked_softmax(&random(&[2, 1, 2, 2], 5), &random(&[2, 2, 1], 4)).is_err());
+        assert!(masked_softmax(&random(&[1, 1, 4, 4], 5), &mask).is_err());
     }
 }

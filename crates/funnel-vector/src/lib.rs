@@ -143,8 +143,10 @@ impl Embedder {
                     let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build();
                     let run = || {
                         while !failed.load(std::sync::atomic::Ordering::Relaxed) {
-                            let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(chunk) = batches.get(b) else { break };
+                            // Longest batches first, so that the last ones to finish are short.
+                            let taken = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(b) = batches.len().checked_sub(taken + 1) else { break };
+                            let chunk = batches[b];
                             let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
                             let result = self.embed_batch(&batch);
                             failed.fetch_or(result.is_err(), std::sync::atomic::Ordering::Relaxed);

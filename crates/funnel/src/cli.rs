@@ -729,8 +729,10 @@ pub struct SearchArgs {
     #[arg(long)]
     pub exact: bool,
     /// How many of the best candidates the cross-encoder (`search.cross_encoder`)
-    /// reorders; 0 turns it off. Default: the surface's `rerank.cross_encoder_depth`.
-    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=200))]
+    /// reorders, at most the surface's `rerank.cross_encoder_depth` (the default); 0
+    /// turns it off.
+    #[arg(long, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=funnel_engine::MAX_RERANK_DEPTH as u64))]
     pub rerank_depth: Option<usize>,
     #[arg(long)]
     pub user: Option<String>,

@@ -13,7 +13,7 @@ fn serve_one(data: &DataDir, config: &EngineConfig, slate: &SlateArgs, request: 
     if dense && engine.snapshot().content.is_some() {
         engine = engine.with_query_embedder(crate::train::query_embedder(config));
     }
-    if request.query.is_some() && engine.snapshot().passages.is_some() {
+    if engine.reranks_for(&request) {
         engine = engine.with_reranker(crate::cross_encoder::serving_reranker(config));
     }
     let mut weights = std::collections::BTreeMap::new();

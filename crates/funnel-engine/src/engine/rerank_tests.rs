@@ -32,7 +32,16 @@ fn titled(id: &str, title: &str) -> Item {
 
 /// Four items matching `rust`; BM25 puts the short titles first.
 fn engine(reranker: Option<Reranker>, keep_passages: bool) -> (tempfile::TempDir, Engine) {
+    engine_with(reranker, keep_passages, |_| {})
+}
+
+fn engine_with(
+    reranker: Option<Reranker>,
+    keep_passages: bool,
+    configure: impl FnOnce(&mut EngineConfig),
+) -> (tempfile::TempDir, Engine) {
     let mut config = EngineConfig::default();
+    configure(&mut config);
     if keep_passages {
         config.search.cross_encoder = "a-cross-encoder-folder".into();
     }
@@ -47,9 +56,13 @@ fn engine(reranker: Option<Reranker>, keep_passages: bool) -> (tempfile::TempDir
 }
 
 fn search(engine: &Engine, depth: Option<usize>) -> Response {
+    search_for(engine, "rust", depth)
+}
+
+fn search_for(engine: &Engine, query: &str, depth: Option<usize>) -> Response {
     let request = Request {
         surface: "search".into(),
-        query: Some("rust".into()),
+        query: Some(query.into()),
         k: 10,
         explain: true,
         rerank_depth: depth,
@@ -143,4 +156,56 @@ fn without_passages_in_the_snapshot_there_is_no_reranking() {
     assert!(engine.snapshot().passages.is_none());
     assert!(!engine.reranks());
     assert!(rerank_stage(&search(&engine, Some(4))).is_none());
+}
+
+#[test]
+fn a_request_cannot_rerank_deeper_than_its_surface() {
+    let web: Reranker = Arc::new(Prefers { word: "web", fail: false });
+    let (_dir, engine) = engine_with(Some(web), true, |c| {
+        c.surfaces.get_mut("search").unwrap().rerank.cross_encoder_depth = 1;
+    });
+    let response = search(&engine, Some(4));
+    assert_eq!(rerank_stage(&response).unwrap().input, 1);
+    assert!(!engine.reranks_for(&Request { rerank_depth: Some(0), ..request_for("rust") }));
+    assert!(engine.reranks_for(&request_for("rust")));
+}
+
+fn request_for(query: &str) -> Request {
+    Request { surface: "search".into(), query: Some(query.into()), k: 10, ..Request::default() }
+}
+
+#[test]
+fn a_navigational_query_keeps_its_item_first() {
+    let web: Reranker = Arc::new(Prefers { word: "web", fail: false });
+    let (_dir, engine) = engine(Some(web), true);
+    // The whole query is item c's title; the stand-in model prefers every other passage.
+    let response = search_for(&engine, "rust compiler", None);
+    assert_eq!(ids(&response)[0], "c");
+    let stage = rerank_stage(&response).expect("the rest is still reranked");
+    assert_eq!(stage.details["kept_navigational_first"], true);
+    assert_eq!(stage.details["top"][0]["id"], ids(&response)[1]);
+    assert!(stage.details["top"].as_array().unwrap().iter().all(|t| t["rank_before"].as_u64().unwrap() >= 2));
+}
+
+/// Scores every passage NaN but one.
+struct NanExceptLast;
+
+impl PairScorer for NanExceptLast {
+    fn name(&self) -> String {
+        "nan".into()
+    }
+
+    fn score(&self, _query: &str, documents: &[&str]) -> Result<Vec<f32>, String> {
+        Ok((0..documents.len()).map(|i| if i + 1 == documents.len() { 0.0 } else { f32::NAN }).collect())
+    }
+}
+
+#[test]
+fn nan_scores_rank_below_numbers() {
+    let (_plain_dir, plain) = engine(None, true);
+    let old = ids(&search(&plain, None)).into_iter().map(str::to_owned).collect::<Vec<_>>();
+    let (_dir, engine) = engine(Some(Arc::new(NanExceptLast)), true);
+    let new = ids(&search(&engine, None)).into_iter().map(str::to_owned).collect::<Vec<_>>();
+    let expected: Vec<String> = old[old.len() - 1..].iter().chain(&old[..old.len() - 1]).cloned().collect();
+    assert_eq!(new, expected);
 }

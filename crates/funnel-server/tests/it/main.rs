@@ -216,6 +216,7 @@ async fn bad_parameters_and_unknown_ids_are_named() {
     assert_error(&s.get("/search?k=3").await, StatusCode::BAD_REQUEST, Some("q"));
     assert_error(&s.get("/search?q=a&rerank_depth=-1").await, StatusCode::BAD_REQUEST, Some("rerank_depth"));
     assert_error(&s.get("/search?q=a&rerank_depth=201").await, StatusCode::BAD_REQUEST, Some("rerank_depth"));
+    assert_error(&s.get("/search?q=a&rerank_depth=").await, StatusCode::BAD_REQUEST, Some("rerank_depth"));
     assert_error(&s.get("/items/no-such-item/similar").await, StatusCode::NOT_FOUND, Some("id"));
     assert_error(&s.get("/nowhere").await, StatusCode::NOT_FOUND, None);
 }
