@@ -312,8 +312,9 @@ def spell_gate(binary, shared, work):
 def cross_encoder_gate(binary, shared, work):
     """The cross-encoder path end to end on real data, kept short: fine-tune MiniLM for one
     epoch on 3% of cranfield's queries, then rerank the held-out queries' BM25 top 3 with
-    the model it wrote. (Whether fine-tuning gains on held-out queries is measured by
-    bench/cross_encoder.py, ~25 min, not here.)"""
+    the model it wrote, and serve `funnel search` with it. (Whether fine-tuning gains on
+    held-out queries takes a longer run, ~9 min per epoch at 128 word pieces: README, "What
+    works today".)"""
     beir = os.path.join(shared, "data/ir/cranfield/beir")
     model = os.path.join(shared, "models/all-MiniLM-L6-v2")
     out_dir = os.path.join(work, "cross-encoder")
