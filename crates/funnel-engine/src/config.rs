@@ -21,7 +21,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
         Self { key: key.into(), reason: reason.into() }
     }
 }
@@ -207,6 +207,10 @@ pub struct SearchConfig {
     /// of each query's candidates when serving; empty for none. With one set, training
     /// keeps each item's text in the snapshot for it to read.
     pub cross_encoder: String,
+    /// Labelled queries (`query<TAB>navigational|filtered|exploratory` lines) from which
+    /// `funnel train` learns an intent classifier that replaces the rules' intent when
+    /// serving; empty for the rules alone.
+    pub intent_labels: String,
 }
 
 /// The most candidates a cross-encoder reranks per request.
@@ -418,6 +422,7 @@ impl Default for SearchConfig {
             spell: SpellConfig::default(),
             entities: EntityConfig::default(),
             cross_encoder: String::new(),
+            intent_labels: String::new(),
         }
     }
 }

@@ -240,7 +240,8 @@ impl Engine {
     /// Intent and named categories of the (corrected) query.
     fn understand(&self, query: &str, stages: &mut Stages) -> Understanding {
         let started = Instant::now();
-        let understanding = self.snapshot.facets.understand(query, &self.entities);
+        let learned = self.snapshot.intent.as_ref().map(|model| (model, &self.snapshot.popularity));
+        let understanding = self.snapshot.facets.understand(query, &self.entities, learned);
         let found =
             understanding.categories.len() + usize::from(matches!(understanding.intent, Intent::Navigational(_)));
         stages.record("understand", "entities", started, (query.split_whitespace().count(), found), || {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::cf::Collaborative;
 use crate::content::ContentIndex;
 use crate::feedback::Feedback;
+use crate::intent::{IntentModel, IntentReport};
 use crate::linucb::LinUcb;
 use crate::ranker::{RankerModel, RankerReport};
 use crate::segments::Segments;
@@ -56,6 +57,9 @@ pub struct Manifest {
     /// Learned rankers by surface: how each was trained.
     #[serde(default)]
     pub rankers: BTreeMap<String, RankerReport>,
+    /// The learned intent classifier's accuracy on held-out labels, next to the rules'.
+    #[serde(default)]
+    pub intent: Option<IntentReport>,
     pub train: TrainConfig,
     pub search: SearchConfig,
     pub files: Vec<FileEntry>,
@@ -135,6 +139,8 @@ pub struct Snapshot {
     /// Each item's text (by catalog index), kept when `search.cross_encoder` is set: what
     /// the cross-encoder reads next to the query.
     pub passages: Option<Vec<String>>,
+    /// The learned intent classifier, when `search.intent_labels` was set.
+    pub intent: Option<IntentModel>,
     /// Titles and category names for query understanding (derived from the catalog on
     /// load, not stored).
     pub facets: QueryFacets,
@@ -220,6 +226,9 @@ impl Snapshot {
         }
         if let Some(passages) = &self.passages {
             self.manifest.files.push(write_part(dir, "passages.bin", passages)?);
+        }
+        if let Some(intent) = &self.intent {
+            self.manifest.files.push(write_part(dir, "intent.bin", intent)?);
         }
         let path = dir.join(MANIFEST);
         let json = serde_json::to_vec_pretty(&self.manifest).map_err(|e| snapshot_error(&path, e.to_string()))?;
@@ -324,6 +333,16 @@ impl Snapshot {
         if passages.as_ref().is_some_and(|p| p.len() != catalog.len()) {
             return Err(snapshot_error(&dir.join("passages.bin"), "not one text per catalog item"));
         }
+        let intent: Option<IntentModel> = match manifest.files.iter().any(|f| f.name == "intent.bin") {
+            true => Some(read_part(dir, &manifest, "intent.bin")?),
+            false => None,
+        };
+        if intent.as_ref().is_some_and(|m| !m.is_valid()) {
+            return Err(snapshot_error(
+                &dir.join("intent.bin"),
+                "the intent classifier's weights do not fit this build",
+            ));
+        }
         let popularity: Popularity = read_part(dir, &manifest, "popularity.bin")?;
         let facets = QueryFacets::build(&catalog, &popularity);
         Ok(Self {
@@ -331,6 +350,7 @@ impl Snapshot {
             speller,
             facets,
             passages,
+            intent,
             popularity,
             histories: read_part(dir, &manifest, "histories.bin")?,
             segments: read_part(dir, &manifest, "segments.bin")?,

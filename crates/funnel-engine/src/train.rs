@@ -11,6 +11,7 @@ use funnel_text::{AnalyzerConfig, Bm25Index, Bm25Params, DocText, Speller, Vocab
 use crate::cf::{Collaborative, TowerFeatures};
 use crate::content::{ContentBuild, ContentIndex, TextEmbedder};
 use crate::feedback::Feedback;
+use crate::intent::IntentModel;
 use crate::linucb::LinUcb;
 use crate::segments::{SegmentInput, Segments};
 use crate::snapshot::{FORMAT_VERSION, Histories, Manifest, Popularity};
@@ -31,6 +32,8 @@ pub struct TrainReport {
     pub phases: Vec<(&'static str, f64)>,
     /// How each surface's learned ranker was trained.
     pub rankers: std::collections::BTreeMap<String, crate::RankerReport>,
+    /// The learned intent classifier against the rules on held-out labels.
+    pub intent: Option<crate::IntentReport>,
 }
 
 /// Times named phases.
@@ -193,6 +196,10 @@ pub fn train_with_embedder(
     embedder: Option<&dyn TextEmbedder>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<TrainReport, EngineError> {
+    let intent_labels = match config.search.intent_labels.as_str() {
+        "" => None,
+        path => Some(crate::intent::read_labels(std::path::Path::new(path))?),
+    };
     let mut phases = Phases { progress, done: Vec::new(), current: None };
     phases.start("reading the log");
     let mut gathered = Gathered::default();
@@ -225,6 +232,13 @@ pub fn train_with_embedder(
     let mut snapshot = assemble(&gathered, config, as_of, content, &mut phases);
     snapshot.manifest.rankers = rankers.iter().map(|(surface, r)| (surface.clone(), r.report.clone())).collect();
     snapshot.rankers = rankers;
+    if let Some(labels) = intent_labels {
+        phases.start("intent classifier");
+        let facets = QueryFacets::build(&snapshot.catalog, &snapshot.popularity);
+        let model = IntentModel::train(&labels, &facets, &snapshot.popularity, config.train.seed);
+        snapshot.manifest.intent = Some(model.report.clone());
+        snapshot.intent = Some(model);
+    }
 
     phases.start("writing the snapshot");
     let writer = snapshots.begin()?;
@@ -242,6 +256,7 @@ pub fn train_with_embedder(
         content: content_build,
         phases: phases.done,
         rankers: snapshot.manifest.rankers.clone(),
+        intent: snapshot.manifest.intent.clone(),
     })
 }
 
@@ -326,6 +341,7 @@ pub(crate) fn assemble(
                 .map(|c| format!("{} ({} search over {} items)", c.model, c.kind(), c.len())),
             segments: segments.len(),
             rankers: Default::default(),
+            intent: None,
             train: config.train.clone(),
             search: config.search.clone(),
             files: Vec::new(),
@@ -343,6 +359,7 @@ pub(crate) fn assemble(
         speller,
         rankers: Default::default(),
         passages,
+        intent: None,
         // Derived on load; training only writes the snapshot.
         facets: QueryFacets::default(),
     }

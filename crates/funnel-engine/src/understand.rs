@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::Catalog;
+use crate::intent::IntentModel;
 use crate::snapshot::Popularity;
 
 /// What the query is after.
@@ -60,6 +61,9 @@ impl Default for EntityConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Understanding {
     pub intent: Intent,
+    /// P(navigational, filtered, exploratory) by the learned classifier, when the
+    /// snapshot has one (it then chose `intent`).
+    pub probabilities: Option<[f32; 3]>,
     /// Categories named in the query, in query order, distinct.
     pub categories: Vec<u32>,
     pub mode: EntityMode,
@@ -89,7 +93,13 @@ impl Understanding {
             Intent::Exploratory => json!("exploratory"),
         };
         let names: Vec<&str> = self.categories.iter().map(|&c| catalog.category_name(c)).collect();
-        json!({ "intent": intent, "categories": names, "entity_mode": self.mode })
+        let by = match self.probabilities {
+            Some(p) => {
+                json!({ "model": crate::intent::INTENTS.iter().zip(p).map(|(i, p)| (i.to_string(), json!(p))).collect::<serde_json::Map<_, _>>() })
+            }
+            None => json!("rules"),
+        };
+        json!({ "intent": intent, "intent_by": by, "categories": names, "entity_mode": self.mode })
     }
 }
 
@@ -139,18 +149,18 @@ impl QueryFacets {
 
     /// Whether `query` is exactly some item's title (then its spelling is the catalog's own).
     pub fn is_title(&self, query: &str) -> bool {
-        self.title(&words(query)).is_some()
+        self.title_of(&words(query)).is_some()
     }
 
     /// The item whose title is exactly `query` (the most popular of equal titles).
-    fn title(&self, query: &[String]) -> Option<u32> {
+    pub(crate) fn title_of(&self, query: &[String]) -> Option<u32> {
         let key = hash(query);
         let at = self.titles.partition_point(|&(k, _)| k < key);
         self.titles.get(at).filter(|&&(k, _)| k == key).map(|&(_, item)| item)
     }
 
     /// Categories named in `query`: at each word the longest name starting there.
-    fn named_categories(&self, query: &[String]) -> Vec<u32> {
+    pub(crate) fn categories_in(&self, query: &[String]) -> Vec<u32> {
         let mut found = Vec::new();
         let mut at = 0;
         while at < query.len() {
@@ -168,19 +178,41 @@ impl QueryFacets {
         found
     }
 
-    pub fn understand(&self, query: &str, config: &EntityConfig) -> Understanding {
+    /// The query's categories and intent: by the rules, or by `learned` (the snapshot's
+    /// classifier, with the popularity its features read) when given. A navigational
+    /// answer needs a title the whole query matches; without one the rules' answer among
+    /// the other two stands.
+    pub fn understand(
+        &self,
+        query: &str,
+        config: &EntityConfig,
+        learned: Option<(&IntentModel, &Popularity)>,
+    ) -> Understanding {
         let words = words(query);
         let categories = match config.mode {
             EntityMode::Off => Vec::new(),
-            _ => self.named_categories(&words),
+            _ => self.categories_in(&words),
         };
-        let navigational = config.navigational.then(|| self.title(&words)).flatten();
-        let intent = match (navigational, categories.is_empty()) {
-            (Some(item), _) => Intent::Navigational(item),
-            (None, false) => Intent::Filtered,
-            (None, true) => Intent::Exploratory,
+        let navigational = config.navigational.then(|| self.title_of(&words)).flatten();
+        let otherwise = if categories.is_empty() { Intent::Exploratory } else { Intent::Filtered };
+        let (intent, probabilities) = match learned {
+            None => (navigational.map_or(otherwise, Intent::Navigational), None),
+            Some((model, popularity)) => {
+                let p = model.probabilities(&crate::intent::features(query, self, popularity));
+                let intent = match crate::intent::argmax(p) {
+                    0 => navigational.map_or(otherwise, Intent::Navigational),
+                    1 => Intent::Filtered,
+                    _ => Intent::Exploratory,
+                };
+                (intent, Some(p))
+            }
         };
-        Understanding { intent, categories, mode: config.mode, boost: config.boost.max(0.0) }
+        Understanding { intent, probabilities, categories, mode: config.mode, boost: config.boost.max(0.0) }
+    }
+
+    /// The rules' intent for `query` (titles and categories both looked for).
+    pub(crate) fn rules_intent(&self, query: &str) -> Intent {
+        self.understand(query, &EntityConfig::default(), None).intent
     }
 }
 
@@ -228,35 +260,35 @@ mod tests {
     fn a_whole_title_is_navigational_with_or_without_its_parenthesis() {
         let (_, facets) = facets();
         let config = EntityConfig::default();
-        assert_eq!(facets.understand("Star Wars", &config).intent, Intent::Navigational(0));
-        assert_eq!(facets.understand("star wars (1977)", &config).intent, Intent::Navigational(0));
-        assert_eq!(facets.understand("star wars sequel", &config).intent, Intent::Exploratory);
-        assert_eq!(facets.understand("FASTAPI", &config).intent, Intent::Navigational(3), "the more popular one");
+        assert_eq!(facets.understand("Star Wars", &config, None).intent, Intent::Navigational(0));
+        assert_eq!(facets.understand("star wars (1977)", &config, None).intent, Intent::Navigational(0));
+        assert_eq!(facets.understand("star wars sequel", &config, None).intent, Intent::Exploratory);
+        assert_eq!(facets.understand("FASTAPI", &config, None).intent, Intent::Navigational(3), "the more popular one");
         let off = EntityConfig { navigational: false, ..config };
-        assert_eq!(facets.understand("fastapi", &off).intent, Intent::Exploratory);
+        assert_eq!(facets.understand("fastapi", &off, None).intent, Intent::Exploratory);
     }
 
     #[test]
     fn named_categories_filter_or_boost() {
         let (catalog, facets) = facets();
         let boost = EntityConfig::default();
-        let understood = facets.understand("funny comedy with romance", &boost);
+        let understood = facets.understand("funny comedy with romance", &boost, None);
         assert_eq!(understood.intent, Intent::Filtered);
         let names: Vec<&str> = understood.categories.iter().map(|&c| catalog.category_name(c)).collect();
         assert_eq!(names, ["Comedy", "Romance"]);
         assert_eq!(understood.factor(&catalog.get(1).categories), Some(2.25));
         assert_eq!(understood.factor(&catalog.get(0).categories), Some(1.0));
         // Multi-word names match whole; "sci fi" is the words of "Sci-Fi".
-        let phrase = facets.understand("async web framework", &boost);
+        let phrase = facets.understand("async web framework", &boost, None);
         assert_eq!(phrase.categories.len(), 1);
-        assert_eq!(facets.understand("sci fi classics", &boost).categories.len(), 1);
+        assert_eq!(facets.understand("sci fi classics", &boost, None).categories.len(), 1);
 
         let filter = EntityConfig { mode: EntityMode::Filter, ..boost };
-        let understood = facets.understand("comedy romance", &filter);
+        let understood = facets.understand("comedy romance", &filter, None);
         assert_eq!(understood.factor(&catalog.get(1).categories), Some(1.0));
         assert_eq!(understood.factor(&catalog.get(0).categories), None);
         let off = EntityConfig { mode: EntityMode::Off, ..boost };
-        assert_eq!(facets.understand("comedy", &off).intent, Intent::Exploratory);
+        assert_eq!(facets.understand("comedy", &off, None).intent, Intent::Exploratory);
     }
 
     #[test]
@@ -264,7 +296,7 @@ mod tests {
         let (catalog, facets) = facets();
         let filter = EntityConfig { mode: EntityMode::Filter, ..EntityConfig::default() };
         // The title names the Comedy category, but the guide is a Book: still the item asked for.
-        let understood = facets.understand("comedy writing guide", &filter);
+        let understood = facets.understand("comedy writing guide", &filter, None);
         assert_eq!(understood.intent, Intent::Navigational(4));
         assert_eq!(understood.factor(&catalog.get(4).categories), Some(1.0));
         assert!(facets.is_title("Ｓtar Wars"), "full-width letters are NFKC-normalised");

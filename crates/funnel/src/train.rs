@@ -21,6 +21,7 @@ pub fn run(data: &DataDir, config: &EngineConfig, args: &TrainArgs) -> anyhow::R
             "content_vectors": {"embedded": report.content.embedded, "reused": report.content.reused},
             "phases": report.phases.iter().map(|(name, secs)| json!({"phase": name, "seconds": secs})).collect::<Vec<_>>(),
             "rankers": report.rankers,
+            "intent": report.intent,
         });
         out!("{body}");
     } else {
@@ -52,6 +53,15 @@ pub fn run(data: &DataDir, config: &EngineConfig, args: &TrainArgs) -> anyhow::R
             let top: Vec<String> =
                 r.importance.iter().take(5).map(|(name, gain)| format!("{name} {gain:.0}")).collect();
             out!("    most used features (gain): {}", top.join(", "));
+        }
+        if let Some(intent) = &report.intent {
+            out!(
+                "  intent classifier from {} labelled queries: {:.1}% right on {} held out, the rules {:.1}%",
+                intent.labels,
+                100.0 * intent.accuracy,
+                intent.held_out,
+                100.0 * intent.rules_accuracy
+            );
         }
         let content = report.content;
         if content.embedded + content.reused > 0 {

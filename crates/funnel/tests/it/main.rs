@@ -2,6 +2,7 @@
 
 mod crash;
 mod eval;
+mod intent;
 mod rerank;
 
 use std::path::{Path, PathBuf};
