@@ -261,8 +261,8 @@ pub fn train_with_embedder(
 }
 
 /// A snapshot of `records` as of `as_of` (default: the newest event's time), built in
-/// memory and written nowhere, learned rankers included (content vectors are not): for
-/// simulations and tools that retrain often.
+/// memory and written nowhere, learned rankers included (content vectors and the intent
+/// classifier are not): for simulations and tools that retrain often.
 pub fn snapshot_in_memory(
     records: impl IntoIterator<Item = Record>,
     config: &EngineConfig,

@@ -72,10 +72,11 @@ pub struct Understanding {
 
 impl Understanding {
     /// How much an item's text score is multiplied by, or `None` when a filter drops it.
-    /// A navigational query names one item: its words are the title's, not facets, so
-    /// nothing is boosted or filtered.
+    /// Only a filtered query's categories act: a navigational query names one item (its
+    /// words are the title's, not facets), and an exploratory one (which the learned
+    /// classifier may call a query naming a category) is left to text relevance.
     pub fn factor(&self, item_categories: &[u32]) -> Option<f32> {
-        if matches!(self.intent, Intent::Navigational(_)) {
+        if self.intent != Intent::Filtered {
             return Some(1.0);
         }
         let matched = self.categories.iter().filter(|c| item_categories.contains(c)).count();
@@ -180,8 +181,8 @@ impl QueryFacets {
 
     /// The query's categories and intent: by the rules, or by `learned` (the snapshot's
     /// classifier, with the popularity its features read) when given. A navigational
-    /// answer needs a title the whole query matches; without one the rules' answer among
-    /// the other two stands.
+    /// answer needs a title the whole query matches and a filtered one a category it
+    /// names; otherwise the rules' answer among the other two stands.
     pub fn understand(
         &self,
         query: &str,
@@ -199,9 +200,10 @@ impl QueryFacets {
             None => (navigational.map_or(otherwise, Intent::Navigational), None),
             Some((model, popularity)) => {
                 let p = model.probabilities(&crate::intent::features(query, self, popularity));
+                // Navigational needs a title the query is, filtered a category it names.
                 let intent = match crate::intent::argmax(p) {
                     0 => navigational.map_or(otherwise, Intent::Navigational),
-                    1 => Intent::Filtered,
+                    1 => otherwise,
                     _ => Intent::Exploratory,
                 };
                 (intent, Some(p))
@@ -300,5 +302,23 @@ mod tests {
         assert_eq!(understood.intent, Intent::Navigational(4));
         assert_eq!(understood.factor(&catalog.get(4).categories), Some(1.0));
         assert!(facets.is_title("Ｓtar Wars"), "full-width letters are NFKC-normalised");
+    }
+
+    #[test]
+    fn only_a_filtered_query_boosts_or_filters() {
+        // As a learned classifier may answer: a query naming a category, called exploratory.
+        let exploratory = Understanding {
+            intent: Intent::Exploratory,
+            probabilities: Some([0.1, 0.2, 0.7]),
+            categories: vec![0],
+            mode: EntityMode::Filter,
+            boost: 0.5,
+        };
+        assert_eq!(exploratory.factor(&[1]), Some(1.0));
+        let filtered = Understanding { intent: Intent::Filtered, ..exploratory.clone() };
+        assert_eq!(filtered.factor(&[1]), None);
+        assert_eq!(filtered.factor(&[0]), Some(1.0));
+        let boosted = Understanding { mode: EntityMode::Boost, ..filtered };
+        assert_eq!(boosted.factor(&[0]), Some(1.5));
     }
 }

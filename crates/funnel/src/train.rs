@@ -55,11 +55,14 @@ pub fn run(data: &DataDir, config: &EngineConfig, args: &TrainArgs) -> anyhow::R
             out!("    most used features (gain): {}", top.join(", "));
         }
         if let Some(intent) = &report.intent {
+            let on = match intent.held_out {
+                0 => "its own training labels (under 10 distinct queries: none held out)".to_owned(),
+                n => format!("{n} held-out labels"),
+            };
             out!(
-                "  intent classifier from {} labelled queries: {:.1}% right on {} held out, the rules {:.1}%",
+                "  intent classifier from {} labelled queries: {:.1}% right on {on}, the rules {:.1}%",
                 intent.labels,
                 100.0 * intent.accuracy,
-                intent.held_out,
                 100.0 * intent.rules_accuracy
             );
         }
