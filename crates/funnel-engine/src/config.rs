@@ -280,7 +280,7 @@ pub struct RerankConfig {
     pub linucb_alpha: f64,
     /// With `search.cross_encoder` set, a query's best this-many candidates after the
     /// ranker are reordered by the cross-encoder (0: never; a request's `rerank_depth`
-    /// overrides). Latency against accuracy: each costs one forward pass of the model.
+    /// may lower it). Latency against accuracy: each costs one forward pass of the model.
     pub cross_encoder_depth: usize,
     /// `boost`: business boosts, each adding `boost` × the list's score range to the
     /// items it names (an item id or a category; negative buries).

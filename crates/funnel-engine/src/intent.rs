@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ConfigError;
 use crate::snapshot::Popularity;
-use crate::understand::{EntityConfig, Intent, QueryFacets};
+use crate::understand::{EntityConfig, Intent, QueryFacets, hash};
 
 /// The classes, in the model's order.
 pub const INTENTS: [&str; 3] = ["navigational", "filtered", "exploratory"];
@@ -92,12 +92,16 @@ fn class_of(intent: Intent) -> usize {
     }
 }
 
-/// A query's sparse features: hashed words and the rule signals.
-pub(crate) fn features(query: &str, facets: &QueryFacets, popularity: &Popularity) -> Vec<(usize, f32)> {
-    let words = words(query);
-    let title = facets.title_of(&words);
-    let categories = facets.categories_in(&words).len();
+/// A query's sparse features from its words, the title they are (if any) and the number
+/// of categories they name: hashed words and the rule signals.
+pub(crate) fn features(
+    words: &[String],
+    title: Option<u32>,
+    categories: usize,
+    popularity: &Popularity,
+) -> Vec<(usize, f32)> {
     let n = words.len().max(1) as f32;
+    let bucket = |word: &String| (hash(std::slice::from_ref(word)) % BUCKETS as u64) as usize;
     let mut out: Vec<(usize, f32)> = words.iter().map(|w| (bucket(w), 1.0 / n.sqrt())).collect();
     let top = popularity.log_top().max(1e-6);
     out.extend([
@@ -108,14 +112,6 @@ pub(crate) fn features(query: &str, facets: &QueryFacets, popularity: &Popularit
         (BUCKETS + 4, 1.0 / n),
     ]);
     out
-}
-
-fn bucket(word: &str) -> usize {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for b in word.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-    }
-    (h % BUCKETS as u64) as usize
 }
 
 impl IntentModel {
@@ -134,7 +130,13 @@ impl IntentModel {
             distinct.iter().take(if distinct.len() >= 10 { distinct.len() / 5 } else { 0 }).copied().collect();
         let (test, mut train): (Vec<usize>, Vec<usize>) =
             (0..labels.len()).partition(|&i| held.contains(keys[i].as_str()));
-        let rows: Vec<Vec<(usize, f32)>> = labels.iter().map(|l| features(&l.query, facets, popularity)).collect();
+        let rows: Vec<Vec<(usize, f32)>> = labels
+            .iter()
+            .map(|l| {
+                let words = words(&l.query);
+                features(&words, facets.title_of(&words), facets.categories_in(&words).len(), popularity)
+            })
+            .collect();
         let mut model = Self {
             weights: vec![0.0; 3 * WIDTH],
             bias: [0.0; 3],
@@ -281,9 +283,8 @@ mod tests {
         assert!(title.probabilities.unwrap()[0] > 0.5);
         assert_eq!(facets.understand("games for adults", &config, learned).intent, Intent::Filtered);
         // Navigational needs a title: the model cannot name an item the query does not.
-        let probabilities = model.probabilities(&features("tiny web servers", &facets, &snapshot.popularity));
         let understood = facets.understand("tiny web servers", &config, learned);
-        assert!(!matches!(understood.intent, Intent::Navigational(_)), "{understood:?} {probabilities:?}");
+        assert!(!matches!(understood.intent, Intent::Navigational(_)), "{understood:?}");
     }
 
     #[test]

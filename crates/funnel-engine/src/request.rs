@@ -32,7 +32,7 @@ pub struct Request {
     /// This request's weights for some of the surface's sources, over the configured ones
     /// (hybrid search tuned per query: `bm25` 0.3, `dense` 0.7).
     pub weights: BTreeMap<String, f32>,
-    /// How many of the best candidates the cross-encoder reorders, over the surface's
+    /// How many of the best candidates the cross-encoder reorders, at most the surface's
     /// `rerank.cross_encoder_depth` (0: none); read only where one is loaded.
     pub rerank_depth: Option<usize>,
 }

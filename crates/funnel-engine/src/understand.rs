@@ -190,16 +190,18 @@ impl QueryFacets {
         learned: Option<(&IntentModel, &Popularity)>,
     ) -> Understanding {
         let words = words(query);
+        // Looked up whatever the config says: the classifier's features do not depend on it.
+        let (named, title) = (self.categories_in(&words), self.title_of(&words));
+        let navigational = title.filter(|_| config.navigational);
         let categories = match config.mode {
             EntityMode::Off => Vec::new(),
-            _ => self.categories_in(&words),
+            _ => named.clone(),
         };
-        let navigational = config.navigational.then(|| self.title_of(&words)).flatten();
         let otherwise = if categories.is_empty() { Intent::Exploratory } else { Intent::Filtered };
         let (intent, probabilities) = match learned {
             None => (navigational.map_or(otherwise, Intent::Navigational), None),
             Some((model, popularity)) => {
-                let p = model.probabilities(&crate::intent::features(query, self, popularity));
+                let p = model.probabilities(&crate::intent::features(&words, title, named.len(), popularity));
                 // Navigational needs a title the query is, filtered a category it names.
                 let intent = match crate::intent::argmax(p) {
                     0 => navigational.map_or(otherwise, Intent::Navigational),
@@ -219,7 +221,7 @@ impl QueryFacets {
 }
 
 /// FNV-1a over the words, a separator between them.
-fn hash(words: &[String]) -> u64 {
+pub(crate) fn hash(words: &[String]) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
     for word in words {
         for b in word.bytes().chain([0xff]) {

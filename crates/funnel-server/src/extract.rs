@@ -136,12 +136,7 @@ impl Params {
     }
 
     pub fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, ApiError> {
-        match self.0.get(name) {
-            None => Ok(default),
-            Some(text) => {
-                text.parse().map_err(|_| ApiError::bad_param(name, format!("`{text}` is not a valid number")))
-            }
-        }
+        Ok(self.optional_number(name)?.unwrap_or(default))
     }
 
     /// A number when the parameter is given (an empty value is an error, not absent).

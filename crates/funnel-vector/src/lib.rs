@@ -127,8 +127,7 @@ impl Embedder {
         let mut out = vec![Vec::new(); texts.len()];
         if workers <= 1 {
             for chunk in batches {
-                let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-                place(&mut out, chunk, self.embed_batch(&batch)?);
+                place(&mut out, chunk, self.embed_chunk(texts, chunk)?);
                 progress(chunk.len());
             }
             return Ok(out);
@@ -146,9 +145,7 @@ impl Embedder {
                             // Longest batches first, so that the last ones to finish are short.
                             let taken = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             let Some(b) = batches.len().checked_sub(taken + 1) else { break };
-                            let chunk = batches[b];
-                            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-                            let result = self.embed_batch(&batch);
+                            let result = self.embed_chunk(texts, batches[b]);
                             failed.fetch_or(result.is_err(), std::sync::atomic::Ordering::Relaxed);
                             if send.send((b, result)).is_err() {
                                 break;
@@ -168,6 +165,11 @@ impl Embedder {
             }
             Ok(out)
         })
+    }
+
+    /// The vectors of `texts[i]` for each `i` of `chunk`, in one forward pass.
+    fn embed_chunk(&self, texts: &[&str], chunk: &[usize]) -> Result<Vec<Vec<f32>>, VectorError> {
+        self.embed_batch(&chunk.iter().map(|&i| texts[i]).collect::<Vec<_>>())
     }
 
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, VectorError> {
