@@ -6,7 +6,9 @@ format, as `Booster.save_model` writes it) for a lambdarank model of 8 trees and
 leaves on seeded synthetic data (6 features, many zeros, one feature never used), and
 expected.json with f32 rows (including NaN and the values either side of split thresholds) and the raw
 scores `Booster.predict` gives them. The Rust test `lightgbm_models_load_and_predict_
-as_lightgbm` loads the file and compares.
+as_lightgbm` loads the file and compares; `training_grows_lightgbms_trees` trains Funnel
+on the same data (`train` in expected.json: rows, labels, query sizes, settings) and
+compares the trees.
 
 Usage: python3 scripts/reference/lightgbm_model.py
 Installs lightgbm into bench/.venv on first use.
@@ -36,6 +38,7 @@ def main():
     x[:, 5] = 0.0  # never split on
     signal = 2.0 * x[:, 0] + x[:, 1] * x[:, 2] - 0.5 * x[:, 3] + 0.2 * rng.random(len(x))
     y = np.clip(np.floor(signal * 2), 0, 3)
+    x = x.astype(np.float32)  # Funnel's features are f32: both train on the same values
     params = {"objective": "lambdarank", "num_leaves": 7, "min_data_in_leaf": 5, "learning_rate": 0.2,
               "verbose": -1, "num_threads": 1, "deterministic": True, "seed": 1}
     booster = lgb.train(params, lgb.Dataset(x, label=y, group=[per_query] * queries), num_boost_round=8)
@@ -62,7 +65,9 @@ def main():
     rows = np.array(rows, dtype=np.float32)
     scores = booster.predict(rows, raw_score=True)
     rows = [[float(v) for v in r] for r in rows]
-    expected = {"lightgbm": lgb.__version__, "width": width,
+    train = {"rows": [[float(v) for v in r] for r in x], "labels": [float(v) for v in y],
+             "groups": [per_query] * queries, "trees": 8, "leaves": 7, "min_data_in_leaf": 5, "learning_rate": 0.2}
+    expected = {"lightgbm": lgb.__version__, "width": width, "train": train,
                 "rows": [[None if v != v else v for v in r] for r in rows],
                 "scores": [float(s) for s in scores]}
     with open(os.path.join(OUT, "expected.json"), "w") as f:

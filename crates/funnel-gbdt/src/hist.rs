@@ -97,11 +97,15 @@ pub(crate) fn build_part(
     for &f in features {
         let (f, common) = (f as usize, usize::from(data.mappers[f as usize].common));
         let bins = &mut hist[data.offsets[f] - base..data.offsets[f + 1] - base];
-        let mut others = Sums::default();
-        for bin in bins.iter() {
-            others.add(*bin);
+        // The common bin got nothing above: it is the rest, subtracted bin by bin as
+        // LightGBM does (the same sums to the last bit).
+        let mut rest = total;
+        for (b, bin) in bins.iter().enumerate() {
+            if b != common {
+                rest = rest.minus(*bin);
+            }
         }
-        bins[common] = total.minus(others); // the common bin got nothing above
+        bins[common] = rest;
     }
 }
 
@@ -134,17 +138,15 @@ pub(crate) struct Split {
     pub gain: f64,
     pub left: Sums,
     pub right: Sums,
-}
-
-fn score(sums: Sums, lambda_l2: f64) -> f64 {
-    sums.grad * sums.grad / (sums.hess + lambda_l2)
+    /// Each child's value, −G / (H + λ), before the learning rate.
+    pub left_output: f64,
+    pub right_output: f64,
 }
 
 /// The split with the largest gain over `features` (ties: the lower feature, then the
-/// lower bin), if any gains more than `rules.min_gain`, and the features that have any
-/// split within the limits. A feature without one cannot have one in a child leaf either
-/// (a child's rows and hessians on each side are at most its parent's), so children
-/// search only these.
+/// higher bin), if any gains more than `rules.min_gain`, and the features that have a
+/// gaining split. Children search only these (LightGBM's pruning: a feature that gains
+/// nothing in a leaf is not tried in its children).
 /// `hist` is part `p`'s slots; `features` are in that part.
 pub(crate) fn best_split(
     data: &Binned,
@@ -158,75 +160,76 @@ pub(crate) fn best_split(
     if total.count < 2 * rules.min_data_in_leaf {
         return (None, Vec::new()); // no split can leave enough rows on both sides
     }
-    let parent = score(total, rules.lambda_l2);
     let mut best: Option<Split> = None;
-    let mut feasible = Vec::with_capacity(features.len());
+    let mut gaining = Vec::with_capacity(features.len());
     for &f in features {
         let f = f as usize;
         let bins = &hist[data.offsets[f] - base..data.offsets[f + 1] - base];
         let common = usize::from(data.mappers[f].common);
-        let (any, split) = best_in_feature(f, bins, common, total, parent, rules);
-        if any {
-            feasible.push(f as u32);
-        }
-        if let Some(split) = split
-            && best.is_none_or(|b| split.gain > b.gain)
-        {
+        let Some(split) = best_in_feature(f, bins, common, total, rules) else { continue };
+        gaining.push(f as u32);
+        if best.is_none_or(|b| split.gain > b.gain) {
             best = Some(split);
         }
     }
-    (best, feasible)
+    (best, gaining)
 }
 
-/// Whether any split of one feature is within the limits, and the best one that gains.
-fn best_in_feature(
-    f: usize,
-    bins: &[Sums],
-    common: usize,
-    total: Sums,
-    parent: f64,
-    rules: SplitRules,
-) -> (bool, Option<Split>) {
+/// LightGBM's `kEpsilon`, added to hessian sums.
+const EPSILON: f64 = 1e-15_f32 as f64;
+
+/// The best split of one feature that gains more than `rules.min_gain`, found as
+/// LightGBM finds it, so that the same data and settings grow the same trees: bins are
+/// scanned from the highest down (of splits that part the rows alike, the highest
+/// threshold wins), `min_data_in_leaf` counts each bin's rows as
+/// round(hessian × rows / leaf hessian), the estimate LightGBM keeps instead of counts,
+/// and gains, sums and outputs are computed in LightGBM's order with its epsilons.
+fn best_in_feature(f: usize, bins: &[Sums], common: usize, total: Sums, rules: SplitRules) -> Option<Split> {
     if bins[common].count == total.count {
-        return (false, None); // every row of the leaf is in one bin
+        return None; // every row of the leaf is in one bin
     }
-    let mut any = false;
-    let mut left = Sums::default();
-    // A split's score gl²/hl' + gr²/hr' (h' = h + λ > 0) is kept as the fraction
-    // (gl²·hr' + gr²·hl') / (hl'·hr') and compared by cross-multiplying: no division per
-    // bin. To beat: the parent's score plus the minimum gain, then the best so far.
-    let (mut best_num, mut best_den) = (parent + rules.min_gain, 1.0);
-    let mut best_at: Option<(usize, Sums)> = None;
-    for (b, bin) in bins.iter().enumerate().take(bins.len() - 1) {
-        if bin.count == 0 {
-            continue; // the same split as the bin before
-        }
-        left.add(*bin);
-        if left.count < rules.min_data_in_leaf || left.hess < rules.min_sum_hessian {
+    let leaf_gain = |g: f64, h: f64| g * g / (h + rules.lambda_l2);
+    let sum_hessian = total.hess + 2.0 * EPSILON;
+    let rows_per_hessian = f64::from(total.count) / sum_hessian;
+    let min_gain_shift = leaf_gain(total.grad, sum_hessian) + rules.min_gain;
+    let min_rows = i64::from(rules.min_data_in_leaf);
+    let (mut right_grad, mut right_hess, mut right_rows, mut right_count) = (0.0, EPSILON, 0i64, 0u32);
+    let mut best_gain = f64::NEG_INFINITY;
+    // (threshold bin, left gradient, left hessian, left rows)
+    let mut best: Option<(usize, f64, f64, u32)> = None;
+    for b in (1..bins.len()).rev() {
+        let bin = bins[b];
+        right_grad += bin.grad;
+        right_hess += bin.hess;
+        right_rows += (bin.hess * rows_per_hessian + 0.5) as i64;
+        right_count += bin.count;
+        if right_rows < min_rows || right_hess < rules.min_sum_hessian {
             continue;
         }
-        let right = total.minus(left);
-        if right.count < rules.min_data_in_leaf {
+        if i64::from(total.count) - right_rows < min_rows {
             break;
         }
-        if right.hess < rules.min_sum_hessian {
-            continue;
+        let left_hess = sum_hessian - right_hess;
+        if left_hess < rules.min_sum_hessian {
+            break;
         }
-        any = true;
-        let (hl, hr) = (left.hess + rules.lambda_l2, right.hess + rules.lambda_l2);
-        if hl <= 0.0 || hr <= 0.0 {
-            continue;
-        }
-        let (num, den) = (left.grad * left.grad * hr + right.grad * right.grad * hl, hl * hr);
-        if num * best_den > best_num * den {
-            (best_num, best_den) = (num, den);
-            best_at = Some((b, left));
+        let left_grad = total.grad - right_grad;
+        let gain = leaf_gain(left_grad, left_hess) + leaf_gain(right_grad, right_hess);
+        if gain > min_gain_shift && gain > best_gain {
+            best_gain = gain;
+            best = Some((b - 1, left_grad, left_hess, total.count - right_count));
         }
     }
-    let best = best_at.and_then(|(b, left)| {
-        let right = total.minus(left);
-        let gain = score(left, rules.lambda_l2) + score(right, rules.lambda_l2) - parent;
-        (gain > rules.min_gain).then_some(Split { feature: f, bin: b as u8, gain, left, right })
-    });
-    (any, best)
+    let (b, left_grad, left_hess, left_count) = best?;
+    let output = |g: f64, h: f64| -g / (h + rules.lambda_l2);
+    let (right_grad, right_hess) = (total.grad - left_grad, sum_hessian - left_hess);
+    Some(Split {
+        feature: f,
+        bin: b as u8,
+        gain: best_gain - min_gain_shift + rules.min_gain,
+        left: Sums { grad: left_grad, hess: left_hess - EPSILON, count: left_count },
+        right: Sums { grad: right_grad, hess: right_hess - EPSILON, count: total.count - left_count },
+        left_output: output(left_grad, left_hess),
+        right_output: output(right_grad, right_hess),
+    })
 }

@@ -295,6 +295,10 @@ fn boost(
         let truth =
             objective::Truth { targets: &targets, weights, groups: &train.groups, inverse_max_dcgs: &inverse_max_dcgs };
         objective::gradients(objective, settings, truth, &scores, &mut grad, &mut hess);
+        // Kept at single precision, as LightGBM keeps them: the same data grow the same trees.
+        for g in grad.iter_mut().chain(hess.iter_mut()) {
+            *g = f64::from(*g as f32);
+        }
         let (tree, ranges) = tree::grow(&data, &mut order, &grad, &hess, growth, &mut buffers);
         if tree.leaves() < 2 {
             report.stopped = Some(format!("no split met the limits after {iteration} trees"));

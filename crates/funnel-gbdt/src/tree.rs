@@ -55,12 +55,13 @@ pub(crate) struct Growth {
 struct Leaf {
     begin: usize,
     len: usize,
-    sums: Sums,
     depth: usize,
     hist: Vec<Sums>,
     split: Option<Split>,
     /// Features that may still split this leaf's descendants.
     features: Vec<u32>,
+    /// The leaf's value before the learning rate (its parent's split computed it).
+    output: f64,
     /// The node whose child this leaf is (`None` for the root) and on which side.
     parent: Option<(usize, bool)>,
 }
@@ -88,7 +89,8 @@ pub(crate) fn grow(
         hist::best_split(data, p, part, sums, growth.rules, features)
     });
     let (split, features) = merge(found);
-    let mut leaves = vec![Leaf { begin: 0, len: order.len(), sums, depth: 0, hist, split, features, parent: None }];
+    let root = Leaf { begin: 0, len: order.len(), depth: 0, hist, split, features, output: 0.0, parent: None };
+    let mut leaves = vec![root];
     let mut scratch = Vec::with_capacity(order.len());
     while leaves.len() < growth.leaves {
         let candidate = leaves
@@ -117,11 +119,12 @@ pub(crate) fn grow(
             side[parent] = node as i32;
         }
 
-        // Build the smaller child's histogram; the larger one's is the parent's minus it.
+        // Build the smaller child's histogram (the right one on a tie, as LightGBM does); the
+        // larger one's is the parent's minus it.
         let mut parent_hist = std::mem::take(&mut leaves[index].hist);
         let (left_rows, right_rows) = order[begin..begin + len].split_at(left_len);
         let (small_rows, small_sums, small_is_left) =
-            if left_len <= len - left_len { (left_rows, split.left, true) } else { (right_rows, split.right, false) };
+            if left_len < len - left_len { (left_rows, split.left, true) } else { (right_rows, split.right, false) };
         let features = std::mem::take(&mut leaves[index].features);
         let mut small = buffers.take(data.slots());
         let small_parts = hist::split_parts(data, &mut small);
@@ -144,31 +147,29 @@ pub(crate) fn grow(
         leaves[index] = Leaf {
             begin,
             len: left_len,
-            sums: split.left,
             depth,
             hist: left_hist,
             split: left_split,
             features: left_features,
+            output: split.left_output,
             parent: Some((node, true)),
         };
         leaves.push(Leaf {
             begin: begin + left_len,
             len: len - left_len,
-            sums: split.right,
             depth,
             hist: right_hist,
             split: right_split,
             features: right_features,
+            output: split.right_output,
             parent: Some((node, false)),
         });
     }
-    let lambda = growth.rules.lambda_l2;
+    // As LightGBM shrinks: values within its zero threshold become 0.
     tree.leaf_value = leaves
         .iter()
-        .map(|l| {
-            let denominator = l.sums.hess + lambda;
-            if denominator > 0.0 { -l.sums.grad / denominator * growth.learning_rate } else { 0.0 }
-        })
+        .map(|l| l.output * growth.learning_rate)
+        .map(|v| if v.abs() <= f64::from(1e-35_f32) || !v.is_finite() { 0.0 } else { v })
         .collect();
     let ranges = leaves.iter().map(|l| (l.begin, l.len)).collect();
     for leaf in leaves {

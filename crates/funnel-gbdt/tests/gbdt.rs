@@ -89,11 +89,11 @@ fn early_stopping_keeps_the_best_validation_round() {
     assert!((ndcg10(&model, &valid) - best).abs() < 1e-12);
 
     // Patience not used up: the model is still the best round, not the last.
-    let params = Params { trees: 60, early_stopping: Some(1000), ..params };
+    let params = Params { trees: 100, early_stopping: Some(1000), ..params };
     let (model, report) = train(&train_set, Some(&valid), &params, &mut |_, _| {}).unwrap();
     let best = report.valid_metric.iter().copied().fold(f64::MIN, f64::max);
     assert_eq!(model.trees.len(), report.valid_metric.iter().position(|&m| m == best).unwrap() + 1);
-    assert!(report.stopped.is_none() && model.trees.len() < 60, "best after {} of 60", model.trees.len());
+    assert!(report.stopped.is_none() && model.trees.len() < 100, "best after {} of 100", model.trees.len());
     let zero = Params { early_stopping: Some(0), ..Params::default() };
     assert!(matches!(train(&train_set, Some(&valid), &zero, &mut |_, _| {}), Err(GbdtError::Input(_))));
 }
@@ -282,5 +282,46 @@ fn inverse_propensity_weights_undo_position_bias() {
             "{:?}: NDCG@10 on true relevance: naive {naive:.4}, weighted {weighted:.4}, unbiased clicks {ceiling:.4}",
             params.objective
         );
+    }
+}
+
+#[test]
+fn training_grows_lightgbms_trees() {
+    // LightGBM's binning, split search (hessian-estimated leaf counts, thresholds scanned
+    // from the top) and LambdaMART gradients (its sigmoid grid, single precision): on one
+    // thread the same data and settings grow the same trees.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lightgbm");
+    let (lightgbm, _) = Model::read(&dir.join("model.txt")).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let train_spec = &expected["train"];
+    let numbers =
+        |key: &str| -> Vec<f64> { train_spec[key].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
+    let rows: Vec<f32> = train_spec["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32))
+        .collect();
+    let groups = numbers("groups").into_iter().map(|g| g as usize).collect();
+    let data = Dataset::new(rows, 6, numbers("labels"), groups).unwrap();
+    let setting = |key: &str| train_spec[key].as_f64().unwrap();
+    let params = Params {
+        trees: setting("trees") as usize,
+        leaves: setting("leaves") as usize,
+        min_data_in_leaf: setting("min_data_in_leaf") as usize,
+        learning_rate: setting("learning_rate"),
+        threads: Some(1),
+        ..Params::default()
+    };
+    let (model, _) = train(&data, None, &params, &mut |_, _| {}).unwrap();
+    assert_eq!(model.trees.len(), lightgbm.trees.len());
+    for (t, (ours, theirs)) in model.trees.iter().zip(&lightgbm.trees).enumerate() {
+        assert_eq!(ours.feature, theirs.feature, "tree {t}: split features");
+        assert_eq!(ours.threshold, theirs.threshold, "tree {t}: thresholds");
+        assert_eq!((&ours.left, &ours.right), (&theirs.left, &theirs.right), "tree {t}: shape");
+        for (a, b) in ours.leaf_value.iter().zip(&theirs.leaf_value) {
+            assert!((a - b).abs() <= 1e-9 * b.abs().max(1e-3), "tree {t}: leaf value {a} vs LightGBM's {b}");
+        }
     }
 }
