@@ -145,6 +145,12 @@ pub struct RankerTrainConfig {
     /// like MovieLens u1–u5); not point in time.
     pub split: String,
     pub label_fraction: f64,
+    /// `holdout`: this many past snapshots, fold `f` holding out the `f`-th
+    /// `label_fraction` of each user's items (in one seeded order; disjoint while
+    /// `label_fraction × holdout_folds ≤ 1`), so a user gives up to this many requests.
+    /// More training requests for the sources trained again per fold: on ml-100k five
+    /// folds turned a tie with EASE into a win.
+    pub holdout_folds: usize,
     /// The objective the ranker serves: `weight` (Σ `train.event_weights` of the label
     /// events: a purchase counts more than a click), `value` (Σ their values: rating,
     /// watch seconds, revenue) or `binary` (any positive event). Graded labels are rounded
@@ -170,6 +176,7 @@ impl Default for RankerTrainConfig {
         Self {
             split: "time".into(),
             label_fraction: 0.2,
+            holdout_folds: 1,
             label: "weight".into(),
             objective: "lambdarank".into(),
             // Small trees, many rows per leaf, no early stopping: on ml-100k (a few hundred
@@ -471,6 +478,7 @@ pub(crate) const SOURCES: &[&str] = &[
     "cf-ease",
     "cf-item-knn",
     "cf-als",
+    "cf-consumed",
     "content",
     "segment",
     "popular",
@@ -605,6 +613,15 @@ impl RankerTrainConfig {
         }
         if !(1..=10_000_000).contains(&self.min_data_in_leaf) {
             return Err(ConfigError::new(key("min_data_in_leaf"), "must be between 1 and 10000000"));
+        }
+        if !(1..=20).contains(&self.holdout_folds) {
+            return Err(ConfigError::new(key("holdout_folds"), "must be between 1 and 20"));
+        }
+        if self.holdout_folds > 1 && self.split != "holdout" {
+            return Err(ConfigError::new(
+                key("holdout_folds"),
+                "folds need `split = \"holdout\"` (a time split has one cut)",
+            ));
         }
         if self.max_requests == 0 {
             return Err(ConfigError::new(key("max_requests"), "must be ≥ 1"));
@@ -868,5 +885,8 @@ mod tests {
         assert_eq!(err.key, "surfaces.home.rules[1]");
         let err = load("[segments.buckets]\nage = [30, 20]\n", &[]).unwrap_err();
         assert_eq!(err.key, "segments.buckets.age");
+        let err = load("[train.ranker]\nholdout_folds = 5\n", &[]).unwrap_err();
+        assert_eq!(err.key, "train.ranker.holdout_folds");
+        assert!(load("[train.ranker]\nsplit = \"holdout\"\nholdout_folds = 5\n", &[]).is_ok());
     }
 }

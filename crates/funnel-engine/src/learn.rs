@@ -55,7 +55,9 @@ pub(crate) fn split_at(gathered: &Gathered, config: &TrainConfig, cut: Timestamp
 /// A seeded `label_fraction` of the items each user (with two or more) interacted with
 /// held out: all their events leave the features, and their positive ones become labels.
 /// An item the user rated low stays a candidate with label 0, as in a held-out test set.
-fn split_holdout(gathered: &Gathered, config: &TrainConfig, as_of: Timestamp) -> LabelSplit {
+/// Fold `f` of `holdout_folds` holds out the next share of the same seeded order of each
+/// user's items, so folds of `label_fraction` ≤ 1 / folds are disjoint.
+fn split_holdout(gathered: &Gathered, config: &TrainConfig, as_of: Timestamp, fold: usize) -> LabelSplit {
     let mut per_user: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     for e in gathered.interactions.iter().filter(|e| e.timestamp <= as_of && e.kind != EventKind::Impression) {
         per_user.entry(e.user).or_default().push(e.item);
@@ -69,8 +71,12 @@ fn split_holdout(gathered: &Gathered, config: &TrainConfig, as_of: Timestamp) ->
             continue;
         }
         items.shuffle(&mut rng);
-        let n = ((config.ranker.label_fraction * items.len() as f64).round() as usize).clamp(1, items.len() - 1);
-        held.extend(items[..n].iter().map(|&item| (user, item)));
+        // Fold f: positions [f·share, (f + 1)·share) of the order, wrapping around; at
+        // least one item held out and one kept.
+        let share = config.ranker.label_fraction * items.len() as f64;
+        let start = (fold as f64 * share).round() as usize;
+        let n = (((fold + 1) as f64 * share).round() as usize - start).clamp(1, items.len() - 1);
+        held.extend((start..start + n).map(|i| (user, items[i % items.len()])));
     }
     let (out, past): (Vec<Interaction>, Vec<Interaction>) =
         gathered.interactions.iter().filter(|e| e.timestamp <= as_of).partition(|e| held.contains(&(e.user, e.item)));
@@ -152,35 +158,43 @@ pub(crate) fn train_rankers(
     if surfaces.is_empty() {
         return Ok(BTreeMap::new());
     }
-    phases.start("learned rankers: past snapshot");
     let train = &config.train;
-    let mut split = match train.ranker.split.as_str() {
-        "holdout" => split_holdout(gathered, train, as_of),
-        _ => {
-            let cut = cut_time(gathered, train, as_of).ok_or_else(|| no_data("there are no positive events"))?;
-            split_at(gathered, train, cut, as_of)
+    let folds = if train.ranker.split == "holdout" { train.ranker.holdout_folds } else { 1 };
+    let mut sets: BTreeMap<&String, Vec<Group>> = surfaces.iter().map(|&s| (s, Vec::new())).collect();
+    let mut features_as_of = as_of;
+    for fold in 0..folds {
+        phases.start("learned rankers: past snapshots");
+        let mut split = match train.ranker.split.as_str() {
+            "holdout" => split_holdout(gathered, train, as_of, fold),
+            _ => {
+                let cut = cut_time(gathered, train, as_of).ok_or_else(|| no_data("there are no positive events"))?;
+                split_at(gathered, train, cut, as_of)
+            }
+        };
+        features_as_of = split.features_as_of;
+        let engine = past_engine(gathered, config, &mut split, content.take())?;
+        let mut users: Vec<u32> = split.labels.keys().copied().collect();
+        let per_fold = train.ranker.max_requests.div_ceil(folds);
+        if users.len() > per_fold {
+            users.shuffle(&mut StdRng::seed_from_u64(train.seed));
+            users.truncate(per_fold);
+            users.sort_unstable();
         }
-    };
-    let engine = past_engine(gathered, config, &mut split, content.take())?;
-
-    let mut users: Vec<u32> = split.labels.keys().copied().collect();
-    if users.len() > train.ranker.max_requests {
-        users.shuffle(&mut StdRng::seed_from_u64(train.seed));
-        users.truncate(train.ranker.max_requests);
-        users.sort_unstable();
+        phases.start("learned rankers: training sets");
+        for (surface, set) in &mut sets {
+            set.extend(groups(&engine, gathered, surface, &split, &users)?);
+        }
+        let mut past =
+            engine.into_snapshot().ok_or_else(|| EngineError::Ranker("the past snapshot is still shared".into()))?;
+        *content = past.content.take();
     }
     let mut models = BTreeMap::new();
-    for surface in surfaces {
-        phases.start("learned rankers: training sets");
-        let groups = groups(&engine, gathered, surface, &split, &users)?;
+    for (surface, set) in sets {
         phases.start("learned rankers: boosting");
         let schema = FeatureSchema::for_sources(config.surfaces[surface].sources.iter().map(|s| s.name.as_str()));
-        let model = fit(groups, schema, CandidateStage::of(&config.surfaces[surface]), &split, train)?;
+        let model = fit(set, schema, CandidateStage::of(&config.surfaces[surface]), features_as_of, train)?;
         models.insert(surface.clone(), model);
     }
-    let mut past =
-        engine.into_snapshot().ok_or_else(|| EngineError::Ranker("the past snapshot is still shared".into()))?;
-    *content = past.content.take();
     Ok(models)
 }
 
@@ -220,7 +234,7 @@ fn fit(
     groups: Vec<Group>,
     schema: FeatureSchema,
     candidates: CandidateStage,
-    split: &LabelSplit,
+    features_as_of: Timestamp,
     train: &TrainConfig,
 ) -> Result<RankerModel, EngineError> {
     let config = &train.ranker;
@@ -233,13 +247,19 @@ fn fit(
             group.labels.iter_mut().for_each(|l| *l = if *l > 0.0 { l.round().clamp(1.0, 31.0) } else { 0.0 });
         }
     }
-    let mut useful: Vec<Group> = groups.into_iter().filter(|g| g.labels.iter().any(|&l| l > 0.0)).collect();
-    if useful.len() < 2 {
+    let useful: Vec<Group> = groups.into_iter().filter(|g| g.labels.iter().any(|&l| l > 0.0)).collect();
+    // Validation holds out whole users: with holdout folds a user has several requests.
+    let mut users: Vec<u32> = useful.iter().map(|g| g.user).collect();
+    users.sort_unstable();
+    users.dedup();
+    if users.len() < 2 {
         return Err(no_data("fewer than two users have a labelled item among their candidates"));
     }
-    useful.shuffle(&mut StdRng::seed_from_u64(train.seed ^ 0x0a11_da7a));
-    let n_valid = ((config.valid_fraction * useful.len() as f64).round() as usize).clamp(1, useful.len() - 1);
-    let valid_groups: Vec<Group> = useful.drain(..n_valid).collect();
+    users.shuffle(&mut StdRng::seed_from_u64(train.seed ^ 0x0a11_da7a));
+    let n_valid = ((config.valid_fraction * users.len() as f64).round() as usize).clamp(1, users.len() - 1);
+    let valid_users: FxHashSet<u32> = users[..n_valid].iter().copied().collect();
+    let (valid_groups, useful): (Vec<Group>, Vec<Group>) =
+        useful.into_iter().partition(|g| valid_users.contains(&g.user));
     let width = schema.width();
     let (n_train_groups, n_valid_groups) = (useful.len(), valid_groups.len());
     // Consumes the groups: one copy of the rows at a time.
@@ -270,7 +290,7 @@ fn fit(
     let importance = model.importance().into_iter().map(|i| (schema.names[i.feature].clone(), i.gain)).collect();
     let report = RankerReport {
         split: config.split.clone(),
-        features_as_of: split.features_as_of,
+        features_as_of,
         label: config.label.clone(),
         objective: config.objective.clone(),
         train_groups: n_train_groups,

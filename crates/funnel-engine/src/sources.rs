@@ -11,6 +11,7 @@ pub(crate) fn by_name(name: &str) -> Box<dyn CandidateSource> {
         "cf-ease" => Box::new(CollaborativeFiltering("cf-ease")),
         "cf-item-knn" => Box::new(CollaborativeFiltering("cf-item-knn")),
         "cf-als" => Box::new(CollaborativeFiltering("cf-als")),
+        "cf-consumed" => Box::new(CollaborativeFiltering("cf-consumed")),
         "content" => Box::new(Content),
         "segment" => Box::new(SegmentPopular),
         "popular" => Box::new(Popular),
@@ -25,7 +26,9 @@ pub(crate) fn by_name(name: &str) -> Box<dyn CandidateSource> {
 /// Items a collaborative-filtering model scores highest for the user's history (snapshot
 /// history plus items seen since). A user without history gets none. `cf` is the
 /// snapshot's configured model (`train.cf_model`); `cf-ease`, `cf-item-knn`, `cf-als`
-/// name one model each, trained when a surface lists it (several can feed one ranker).
+/// name one model each, trained when a surface lists it (several can feed one ranker);
+/// `cf-consumed` is the configured model over every rating, `train.min_rating` or not
+/// (what users watch, where `cf` learns what they like).
 struct CollaborativeFiltering(&'static str);
 
 impl CandidateSource for CollaborativeFiltering {

@@ -307,13 +307,24 @@ pub(crate) fn assemble(
         item_labels: category_labels(&gathered.items),
         user_labels: (segments.of_users(), segments.len()),
     };
-    let positives = positives(gathered, &config.train, as_of);
+    let liked = positives(gathered, &config.train, as_of);
     let n_users = gathered.user_ids.len() as u32;
-    let cf = Collaborative::train(&positives, n_users, &config.train, &features, config.train.seed);
+    let cf = Collaborative::train(&liked, n_users, &config.train, &features, config.train.seed);
     let mut cf_models = std::collections::BTreeMap::new();
     for kind in named_cf_models(config) {
-        let train = TrainConfig { cf_model: kind.to_owned(), ..config.train.clone() };
-        if let Some(model) = Collaborative::train(&positives, n_users, &train, &features, config.train.seed) {
+        let model = match kind {
+            // Consumption: every rating counts, however low.
+            "consumed" => {
+                let train = TrainConfig { min_rating: 0.0, ..config.train.clone() };
+                let consumed = positives(gathered, &train, as_of);
+                Collaborative::train(&consumed, n_users, &train, &features, config.train.seed)
+            }
+            _ => {
+                let train = TrainConfig { cf_model: kind.to_owned(), ..config.train.clone() };
+                Collaborative::train(&liked, n_users, &train, &features, config.train.seed)
+            }
+        };
+        if let Some(model) = model {
             cf_models.insert(kind.to_owned(), model);
         }
     }

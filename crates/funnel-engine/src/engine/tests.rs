@@ -284,6 +284,47 @@ fn collaborative_filtering_personalises_and_folds_in_fresh_history() {
     assert_eq!(ids(&cold), ["y1", "y2"]);
 }
 
+#[test]
+fn the_consumed_model_learns_from_low_ratings_the_liked_one_ignores() {
+    // Ten users watch a and b and rate both 2; everyone who rates high rates z. With
+    // `min_rating = 4` only `cf-consumed` knows that a's watchers also watch b.
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileLog::open(dir.path().join("log")).unwrap();
+    let rating = |user: String, item: &str, stars: f64| {
+        Record::Event(Event {
+            user,
+            item: item.into(),
+            kind: EventKind::Rating,
+            value: Some(stars),
+            timestamp: 100,
+            context: EventContext::default(),
+        })
+    };
+    let mut events = Vec::new();
+    for u in 0..10 {
+        events.extend([rating(format!("u{u}"), "a", 2.0), rating(format!("u{u}"), "b", 2.0)]);
+        events.extend([rating(format!("u{u}"), "z", 5.0), rating(format!("v{u}"), "z", 5.0)]);
+        events.push(rating(format!("v{u}"), "y", 5.0));
+    }
+    events.push(rating("alice".into(), "a", 2.0));
+    log.append(&events).unwrap();
+    let snapshots = SnapshotDir::new(dir.path().join("snapshots"));
+    let mut config = EngineConfig::default();
+    config.train.min_rating = 4.0;
+    for (name, source) in [("liked", "cf"), ("consumed", "cf-consumed")] {
+        let source = crate::SourceConfig { name: source.into(), quota: 10, weight: 1.0 };
+        config
+            .surfaces
+            .insert(name.into(), crate::SurfaceConfig { sources: vec![source], ..config.surfaces["home"].clone() });
+    }
+    train(&log.reader(), &snapshots, &config, None, &mut |_| {}).unwrap();
+    let engine = Engine::open_latest(&snapshots, &config).unwrap();
+    assert!(engine.snapshot().cf_models.contains_key("consumed"));
+    let alice = |surface: &str| engine.run(&Request { user: Some("alice".into()), k: 3, ..request(surface) }).unwrap();
+    assert_eq!(ids(&alice("consumed"))[0], "b", "a's watchers watch b");
+    assert!(!ids(&alice("liked")).contains(&"b"), "no one liked b: {:?}", ids(&alice("liked")));
+}
+
 /// A toy embedder: words hashed into 1024 buckets (no collisions among these words).
 struct BagOfWords;
 

@@ -125,7 +125,7 @@ fn holdout_labels_are_left_out_of_the_features() {
     let mut config = EngineConfig::default();
     config.train.ranker.split = "holdout".into();
     let gathered = gathered(base_log());
-    let split = split_holdout(&gathered, &config.train, AS_OF);
+    let split = split_holdout(&gathered, &config.train, AS_OF, 0);
     let past: FxHashSet<(u32, u32)> = split.past.iter().map(|e| (e.user, e.item)).collect();
     let mut held = 0;
     for (user, items) in &split.labels {
@@ -139,6 +139,51 @@ fn holdout_labels_are_left_out_of_the_features() {
     let pairs: FxHashSet<(u32, u32)> = gathered.interactions.iter().map(|e| (e.user, e.item)).collect();
     let share = held as f64 / pairs.len() as f64;
     assert!((0.15..=0.25).contains(&share), "{share} of the user-item pairs held out");
+}
+
+#[test]
+fn holdout_folds_hold_out_disjoint_shares_that_cover_each_users_items() {
+    let mut config = EngineConfig::default();
+    config.train.ranker.split = "holdout".into();
+    let gathered = gathered(base_log());
+    let mut seen_in: FxHashMap<(u32, u32), usize> = FxHashMap::default();
+    for fold in 0..5 {
+        let split = split_holdout(&gathered, &config.train, AS_OF, fold);
+        let past: FxHashSet<(u32, u32)> = split.past.iter().map(|e| (e.user, e.item)).collect();
+        for (&user, items) in &split.labels {
+            for &(item, _) in items {
+                assert!(!past.contains(&(user, item)), "fold {fold}: user {user} item {item} is feature and label");
+                *seen_in.entry((user, item)).or_default() += 1;
+            }
+        }
+    }
+    assert!(seen_in.values().all(|&n| n == 1), "each held-out pair in one fold only");
+    let pairs: FxHashSet<(u32, u32)> = gathered.interactions.iter().map(|e| (e.user, e.item)).collect();
+    let share = seen_in.len() as f64 / pairs.len() as f64;
+    assert!(share > 0.9, "five folds of 20% hold out about every pair once ({share})");
+}
+
+#[test]
+fn more_holdout_folds_give_more_training_requests() {
+    let mut config = EngineConfig::default();
+    config.train.ranker.split = "holdout".into();
+    config.train.ranker.label = "binary".into();
+    config.train.ranker.trees = 5;
+    config.train.ranker.min_data_in_leaf = 5;
+    config.surfaces.get_mut("home").unwrap().ranker = "gbdt".into();
+    let trained = |folds: usize| {
+        let mut config = config.clone();
+        config.train.ranker.holdout_folds = folds;
+        let mut gathered = gathered(base_log());
+        let mut quiet = |_: &str| {};
+        let mut phases = Phases { progress: &mut quiet, done: Vec::new(), current: None };
+        let models = train_rankers(&mut gathered, &config, AS_OF, &mut None, &mut phases).unwrap();
+        models["home"].report.clone()
+    };
+    let (one, three) = (trained(1), trained(3));
+    let requests = |r: &RankerReport| r.train_groups + r.valid_groups;
+    assert!(requests(&three) > 2 * requests(&one), "{} vs {}", requests(&three), requests(&one));
+    assert!(three.train_rows > 2 * one.train_rows);
 }
 
 #[test]
