@@ -165,9 +165,11 @@ pub struct RankerTrainConfig {
     /// Stop when the validation NDCG@10 has not improved for this many trees (and keep the
     /// best round); 0: grow every tree.
     pub early_stopping: usize,
-    /// Share of the training requests held out for early stopping.
+    /// Share of the labelled users whose requests are held out for early stopping and the
+    /// validation NDCG (all of a user's folds on one side).
     pub valid_fraction: f64,
-    /// At most this many requests (a seeded sample of the labelled users).
+    /// At most this many requests per fold ÷ folds, rounded up: a seeded sample of the
+    /// labelled users, the same in every fold.
     pub max_requests: usize,
 }
 

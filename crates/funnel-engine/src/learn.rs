@@ -71,11 +71,16 @@ fn split_holdout(gathered: &Gathered, config: &TrainConfig, as_of: Timestamp, fo
             continue;
         }
         items.shuffle(&mut rng);
-        // Fold f: positions [f·share, (f + 1)·share) of the order, wrapping around; at
-        // least one item held out and one kept.
+        // Fold f: positions [f·share, (f + 1)·share) of the order, wrapping around; one
+        // item kept at least. With one fold at least one item is held out; with several,
+        // a fold whose share rounds to none holds none out (so that folds stay disjoint).
         let share = config.ranker.label_fraction * items.len() as f64;
         let start = (fold as f64 * share).round() as usize;
-        let n = (((fold + 1) as f64 * share).round() as usize - start).clamp(1, items.len() - 1);
+        let width = ((fold + 1) as f64 * share).round() as usize - start;
+        if width == 0 && config.ranker.holdout_folds > 1 {
+            continue;
+        }
+        let n = width.clamp(1, items.len() - 1);
         held.extend((start..start + n).map(|i| (user, items[i % items.len()])));
     }
     let (out, past): (Vec<Interaction>, Vec<Interaction>) =

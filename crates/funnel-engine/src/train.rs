@@ -315,7 +315,7 @@ pub(crate) fn assemble(
         let model = match kind {
             // Consumption: every rating counts, however low.
             "consumed" => {
-                let train = TrainConfig { min_rating: 0.0, ..config.train.clone() };
+                let train = TrainConfig { min_rating: f64::NEG_INFINITY, ..config.train.clone() };
                 let consumed = positives(gathered, &train, as_of);
                 Collaborative::train(&consumed, n_users, &train, &features, config.train.seed)
             }

@@ -38,10 +38,10 @@ pub(crate) struct Buffers {
 }
 
 impl Buffers {
-    /// A zeroed histogram of `slots` bins.
+    /// A histogram of `slots` bins, not zeroed: [`build_part`] zeroes the features it
+    /// builds, and only those are read.
     pub fn take(&mut self, slots: usize) -> Vec<Sums> {
         let mut hist = self.free.pop().unwrap_or_default();
-        hist.clear();
         hist.resize(slots, Sums::default());
         hist
     }
@@ -74,6 +74,7 @@ pub(crate) fn features_in<'a>(data: &Binned, p: usize, features: &'a [u32]) -> &
 
 /// Part `p` of the histogram of `rows`, whose totals are `total`, for `features` (of
 /// that part): sums of the rows' sparse bins, and each feature's common bin as the rest.
+/// The bins of other features are left undefined (nothing reads them).
 pub(crate) fn build_part(
     data: &Binned,
     p: usize,
@@ -84,6 +85,9 @@ pub(crate) fn build_part(
     hist: &mut [Sums],
 ) {
     let base = data.offsets[data.parts[p].start];
+    for &f in features {
+        hist[data.offsets[f as usize] - base..data.offsets[f as usize + 1] - base].fill(Sums::default());
+    }
     for &r in rows {
         let r = r as usize;
         let (g, h) = (grad[r], hess[r]);
@@ -193,39 +197,51 @@ fn best_in_feature(f: usize, bins: &[Sums], common: usize, total: Sums, rules: S
     let rows_per_hessian = f64::from(total.count) / sum_hessian;
     let min_gain_shift = leaf_gain(total.grad, sum_hessian) + rules.min_gain;
     let min_rows = i64::from(rules.min_data_in_leaf);
-    let (mut right_grad, mut right_hess, mut right_rows, mut right_count) = (0.0, EPSILON, 0i64, 0u32);
-    let mut best_gain = f64::NEG_INFINITY;
-    // (threshold bin, left gradient, left hessian, left rows)
-    let mut best: Option<(usize, f64, f64, u32)> = None;
-    for b in (1..bins.len()).rev() {
-        let bin = bins[b];
-        right_grad += bin.grad;
-        right_hess += bin.hess;
-        right_rows += (bin.hess * rows_per_hessian + 0.5) as i64;
-        right_count += bin.count;
+    // First the right side's sums at each threshold, top down, and the thresholds within
+    // the limits (LightGBM's `continue` and `break`); then every gain at once (divisions
+    // vectorise); then the best, top down.
+    let n = bins.len();
+    let (mut right_grads, mut right_hesses, mut valid) = ([0f64; 256], [0f64; 256], [false; 256]);
+    let (mut right_grad, mut right_hess, mut right_rows) = (0.0, EPSILON, 0i64);
+    let mut lowest = n;
+    for b in (1..n).rev() {
+        right_grad += bins[b].grad;
+        right_hess += bins[b].hess;
+        right_rows += (bins[b].hess * rows_per_hessian + 0.5) as i64;
+        (right_grads[b], right_hesses[b]) = (right_grad, right_hess);
         if right_rows < min_rows || right_hess < rules.min_sum_hessian {
             continue;
         }
-        if i64::from(total.count) - right_rows < min_rows {
+        if i64::from(total.count) - right_rows < min_rows || sum_hessian - right_hess < rules.min_sum_hessian {
             break;
         }
-        let left_hess = sum_hessian - right_hess;
-        if left_hess < rules.min_sum_hessian {
-            break;
-        }
-        let left_grad = total.grad - right_grad;
-        let gain = leaf_gain(left_grad, left_hess) + leaf_gain(right_grad, right_hess);
-        if gain > min_gain_shift && gain > best_gain {
-            best_gain = gain;
-            best = Some((b - 1, left_grad, left_hess, total.count - right_count));
+        valid[b] = true;
+        lowest = b;
+    }
+    if lowest == n {
+        return None;
+    }
+    let mut gains = [0f64; 256];
+    for b in lowest..n {
+        let (rg, rh) = (right_grads[b], right_hesses[b]);
+        gains[b] = leaf_gain(total.grad - rg, sum_hessian - rh) + leaf_gain(rg, rh);
+    }
+    let mut best_gain = f64::NEG_INFINITY;
+    let mut best_at = None;
+    for b in (lowest..n).rev() {
+        if valid[b] && gains[b] > min_gain_shift && gains[b] > best_gain {
+            (best_gain, best_at) = (gains[b], Some(b));
         }
     }
-    let (b, left_grad, left_hess, left_count) = best?;
+    let b = best_at?;
+    let right_count: u32 = bins[b..].iter().map(|bin| bin.count).sum();
+    let (left_grad, left_hess, left_count) =
+        (total.grad - right_grads[b], sum_hessian - right_hesses[b], total.count - right_count);
     let output = |g: f64, h: f64| -g / (h + rules.lambda_l2);
     let (right_grad, right_hess) = (total.grad - left_grad, sum_hessian - left_hess);
     Some(Split {
         feature: f,
-        bin: b as u8,
+        bin: (b - 1) as u8,
         gain: best_gain - min_gain_shift + rules.min_gain,
         left: Sums { grad: left_grad, hess: left_hess - EPSILON, count: left_count },
         right: Sums { grad: right_grad, hess: right_hess - EPSILON, count: total.count - left_count },

@@ -248,8 +248,8 @@ fn lambdarank_query(settings: LossSettings, query: Query<'_>, grad: &mut [f64], 
                 delta_ndcg /= f64::from(0.01f32) + delta_score.abs();
             }
             let p = sigmoid.at(delta_score);
-            let lambda = p * -settings.sigma * delta_ndcg;
-            let h = p * (1.0 - p) * settings.sigma * settings.sigma * delta_ndcg;
+            let lambda = p * (-settings.sigma * delta_ndcg);
+            let h = p * (1.0 - p) * (settings.sigma * settings.sigma * delta_ndcg);
             lambdas[low] -= lambda as f32;
             hessians[low] += h as f32;
             lambdas[high] += lambda as f32;

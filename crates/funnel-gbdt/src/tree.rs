@@ -97,9 +97,11 @@ pub(crate) fn grow(
             .iter()
             .enumerate()
             .filter(|(_, l)| l.split.is_some() && growth.max_depth.is_none_or(|d| l.depth < d))
+            // LightGBM's order: the larger gain, then the lower feature, then the lower leaf.
             .max_by(|a, b| {
-                let (ga, gb) = (a.1.split.map_or(0.0, |s| s.gain), b.1.split.map_or(0.0, |s| s.gain));
-                ga.total_cmp(&gb).then(b.0.cmp(&a.0))
+                let key = |l: &Leaf| l.split.map_or((0.0, usize::MAX), |s| (s.gain, s.feature));
+                let ((ga, fa), (gb, fb)) = (key(a.1), key(b.1));
+                ga.total_cmp(&gb).then(fb.cmp(&fa)).then(b.0.cmp(&a.0))
             })
             .map(|(i, _)| i);
         let Some(index) = candidate else { break };

@@ -145,7 +145,12 @@ fn holdout_labels_are_left_out_of_the_features() {
 fn holdout_folds_hold_out_disjoint_shares_that_cover_each_users_items() {
     let mut config = EngineConfig::default();
     config.train.ranker.split = "holdout".into();
-    let gathered = gathered(base_log());
+    config.train.ranker.holdout_folds = 5;
+    // Users with 2 and 3 items too: a fold whose share rounds to none holds none out.
+    let mut log = base_log();
+    log.extend((0..2).map(|i| event(USERS, i, EventKind::Click, None, 10)));
+    log.extend((0..3).map(|i| event(USERS + 1, i, EventKind::Click, None, 10)));
+    let gathered = gathered(log);
     let mut seen_in: FxHashMap<(u32, u32), usize> = FxHashMap::default();
     for fold in 0..5 {
         let split = split_holdout(&gathered, &config.train, AS_OF, fold);
