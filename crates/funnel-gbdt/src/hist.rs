@@ -166,11 +166,12 @@ pub(crate) fn best_split(
     }
     let mut best: Option<Split> = None;
     let mut gaining = Vec::with_capacity(features.len());
+    let mut scratch = Scratch::default();
     for &f in features {
         let f = f as usize;
         let bins = &hist[data.offsets[f] - base..data.offsets[f + 1] - base];
         let common = usize::from(data.mappers[f].common);
-        let Some(split) = best_in_feature(f, bins, common, total, rules) else { continue };
+        let Some(split) = best_in_feature(f, bins, common, total, rules, &mut scratch) else { continue };
         gaining.push(f as u32);
         if best.is_none_or(|b| split.gain > b.gain) {
             best = Some(split);
@@ -188,7 +189,29 @@ const EPSILON: f64 = 1e-15_f32 as f64;
 /// threshold wins), `min_data_in_leaf` counts each bin's rows as
 /// round(hessian × rows / leaf hessian), the estimate LightGBM keeps instead of counts,
 /// and gains, sums and outputs are computed in LightGBM's order with its epsilons.
-fn best_in_feature(f: usize, bins: &[Sums], common: usize, total: Sums, rules: SplitRules) -> Option<Split> {
+/// Per-threshold sums and gains of one feature, reused across features (every slot a
+/// feature reads is written first).
+struct Scratch {
+    right_grads: [f64; 257],
+    right_hesses: [f64; 257],
+    gains: [f64; 257],
+    valid: [bool; 257],
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self { right_grads: [0.0; 257], right_hesses: [0.0; 257], gains: [0.0; 257], valid: [false; 257] }
+    }
+}
+
+fn best_in_feature(
+    f: usize,
+    bins: &[Sums],
+    common: usize,
+    total: Sums,
+    rules: SplitRules,
+    scratch: &mut Scratch,
+) -> Option<Split> {
     if bins[common].count == total.count {
         return None; // every row of the leaf is in one bin
     }
@@ -201,14 +224,14 @@ fn best_in_feature(f: usize, bins: &[Sums], common: usize, total: Sums, rules: S
     // the limits (LightGBM's `continue` and `break`); then every gain at once (divisions
     // vectorise); then the best, top down.
     let n = bins.len();
-    let (mut right_grads, mut right_hesses, mut valid) = ([0f64; 256], [0f64; 256], [false; 256]);
+    let Scratch { right_grads, right_hesses, gains, valid } = scratch;
     let (mut right_grad, mut right_hess, mut right_rows) = (0.0, EPSILON, 0i64);
     let mut lowest = n;
     for b in (1..n).rev() {
         right_grad += bins[b].grad;
         right_hess += bins[b].hess;
         right_rows += (bins[b].hess * rows_per_hessian + 0.5) as i64;
-        (right_grads[b], right_hesses[b]) = (right_grad, right_hess);
+        (right_grads[b], right_hesses[b], valid[b]) = (right_grad, right_hess, false);
         if right_rows < min_rows || right_hess < rules.min_sum_hessian {
             continue;
         }
@@ -221,7 +244,6 @@ fn best_in_feature(f: usize, bins: &[Sums], common: usize, total: Sums, rules: S
     if lowest == n {
         return None;
     }
-    let mut gains = [0f64; 256];
     for b in lowest..n {
         let (rg, rh) = (right_grads[b], right_hesses[b]);
         gains[b] = leaf_gain(total.grad - rg, sum_hessian - rh) + leaf_gain(rg, rh);
