@@ -167,6 +167,7 @@ pub(crate) fn train_rankers(
     let folds = if train.ranker.split == "holdout" { train.ranker.holdout_folds } else { 1 };
     let mut sets: BTreeMap<&String, Vec<Group>> = surfaces.iter().map(|&s| (s, Vec::new())).collect();
     let mut features_as_of = as_of;
+    let per_fold = train.ranker.max_requests.div_ceil(folds);
     for fold in 0..folds {
         phases.start("learned rankers: past snapshots");
         let mut split = match train.ranker.split.as_str() {
@@ -179,7 +180,6 @@ pub(crate) fn train_rankers(
         features_as_of = split.features_as_of;
         let engine = past_engine(gathered, config, &mut split, content.take())?;
         let mut users: Vec<u32> = split.labels.keys().copied().collect();
-        let per_fold = train.ranker.max_requests.div_ceil(folds);
         if users.len() > per_fold {
             users.shuffle(&mut StdRng::seed_from_u64(train.seed));
             users.truncate(per_fold);

@@ -19,8 +19,8 @@ const ZERO: f64 = 1e-35_f32 as f64;
 impl BinMapper {
     /// Bins from a feature's values (NaN counts as 0), as LightGBM bins them so that the
     /// same data grow the same trees (LightGBM gives NaN a bin of its own and bins from
-    /// a sample of 200,000 rows; Funnel counts NaN as 0 and bins every row): zero gets a bin of its own; the negative and the
-    /// positive values are binned apart (the negative side gets its share of the
+    /// a sample of 200,000 rows; Funnel counts NaN as 0 and bins every row): zero gets a
+    /// bin of its own; the negative and the positive values are binned apart (the negative side gets its share of the
     /// `max_bin − 1` other bins). On a side with at most that many distinct values each
     /// value gets its own bin, except that a bin closes only once it holds
     /// `min_data_in_bin` rows; otherwise bins hold about equal numbers of rows, a value
@@ -60,15 +60,15 @@ impl BinMapper {
             upper.extend(greedy_bounds(right, room, rows(right), min_data_in_bin));
         }
         let mut mapper = BinMapper { upper, common: 0 };
+        let zero_bin = usize::from(mapper.bin(0.0));
         let mut counts = vec![0usize; mapper.bins()];
-        counts[usize::from(mapper.bin(0.0))] += total - nonzero;
+        counts[zero_bin] += total - nonzero;
         for &(v, count) in &distinct {
             counts[usize::from(mapper.bin(v as f32))] += count;
         }
         // LightGBM's rule: the fullest bin, unless it holds under 70% of the rows and is not
         // zero's (then zero's).
         let fullest = (0..counts.len()).max_by_key(|&b| (counts[b], std::cmp::Reverse(b))).unwrap_or(0);
-        let zero_bin = usize::from(mapper.bin(0.0));
         let dense = (counts[fullest] as f64) < 0.7 * total as f64;
         mapper.common = if fullest != zero_bin && dense { zero_bin } else { fullest } as u8;
         mapper

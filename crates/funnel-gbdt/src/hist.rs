@@ -183,12 +183,6 @@ pub(crate) fn best_split(
 /// LightGBM's `kEpsilon`, added to hessian sums.
 const EPSILON: f64 = 1e-15_f32 as f64;
 
-/// The best split of one feature that gains more than `rules.min_gain`, found as
-/// LightGBM finds it, so that the same data and settings grow the same trees: bins are
-/// scanned from the highest down (of splits that part the rows alike, the highest
-/// threshold wins), `min_data_in_leaf` counts each bin's rows as
-/// round(hessian × rows / leaf hessian), the estimate LightGBM keeps instead of counts,
-/// and gains, sums and outputs are computed in LightGBM's order with its epsilons.
 /// Per-threshold sums and gains of one feature, reused across features (every slot a
 /// feature reads is written first).
 struct Scratch {
@@ -204,6 +198,12 @@ impl Default for Scratch {
     }
 }
 
+/// The best split of one feature that gains more than `rules.min_gain`, found as
+/// LightGBM finds it, so that the same data and settings grow the same trees: bins are
+/// scanned from the highest down (of splits that part the rows alike, the highest
+/// threshold wins), `min_data_in_leaf` counts each bin's rows as
+/// round(hessian × rows / leaf hessian), the estimate LightGBM keeps instead of counts,
+/// and gains, sums and outputs are computed in LightGBM's order with its epsilons.
 fn best_in_feature(
     f: usize,
     bins: &[Sums],
