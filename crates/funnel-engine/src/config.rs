@@ -291,6 +291,11 @@ pub struct RerankConfig {
     /// ranker are reordered by the cross-encoder (0: never; a request's `rerank_depth`
     /// may lower it). Latency against accuracy: each costs one forward pass of the model.
     pub cross_encoder_depth: usize,
+    /// The cross-encoder's weight in the order of the block it reranks: 1 orders it by
+    /// the model alone; below 1, by weight × the model's score + (1 − weight) × the
+    /// ranker's, each min-max normalised over the block (a fine-tuned model no better than
+    /// the ranker alone can still add to it).
+    pub cross_encoder_weight: f32,
     /// `boost`: business boosts, each adding `boost` × the list's score range to the
     /// items it names (an item id or a category; negative buries).
     pub boosts: Vec<BoostConfig>,
@@ -333,6 +338,7 @@ impl Default for RerankConfig {
             propensity_samples: 200,
             linucb_alpha: 1.0,
             cross_encoder_depth: 20,
+            cross_encoder_weight: 1.0,
             boosts: Vec::new(),
             pins: Vec::new(),
         }
@@ -715,6 +721,9 @@ impl SurfaceConfig {
                 key("rerank.cross_encoder_depth"),
                 format!("must be between 0 and {MAX_RERANK_DEPTH}"),
             ));
+        }
+        if !(0.0..=1.0).contains(&r.cross_encoder_weight) {
+            return Err(ConfigError::new(key("rerank.cross_encoder_weight"), "must be between 0 and 1"));
         }
         // A bandit re-chooses the slate from the top candidates by its own estimates, so a
         // rule that promises an order or a mix within the slate would be undone.

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use funnel_core::Candidate;
+use funnel_text::fusion::{Normalisation, Ranked, weighted};
 use serde_json::{Value, json};
 
 use crate::{PairScorer, RequestContext};
@@ -16,10 +17,14 @@ pub type Reranker = Arc<dyn PairScorer + Send + Sync>;
 pub(crate) struct Moved {
     pub from: Vec<usize>,
     pub scores: Vec<f32>,
+    /// The model's weight in the order (1: the model alone).
+    pub weight: f32,
 }
 
 /// Reorders `block` (best first) by `scorer`'s score of the query and each item's
-/// passage, best first (a NaN score counts as the lowest; ties keep the ranker's order).
+/// passage, best first (a NaN score counts as the lowest; ties keep the ranker's order);
+/// with `weight` below 1, by `weight` × that score + (1 − `weight`) × the ranker's, each
+/// min-max normalised over the block.
 /// The block keeps its scores, handed out in the new order, so it stays above the rest
 /// and later rules see the same score range. On the scorer's error the block is left as
 /// it was.
@@ -27,9 +32,10 @@ pub(crate) fn rerank(
     scorer: &dyn PairScorer,
     (query, passages): (&str, &[String]),
     block: &mut [Candidate],
+    weight: f32,
 ) -> Result<Moved, String> {
     if block.is_empty() {
-        return Ok(Moved { from: Vec::new(), scores: Vec::new() });
+        return Ok(Moved { from: Vec::new(), scores: Vec::new(), weight });
     }
     let texts: Vec<&str> = block.iter().map(|c| passages.get(c.item as usize).map_or("", String::as_str)).collect();
     let raw = scorer.score(query, &texts)?;
@@ -37,13 +43,30 @@ pub(crate) fn rerank(
         return Err(format!("{} scores for {} documents", raw.len(), block.len()));
     }
     let key = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
+    let order: Vec<f32> =
+        if weight >= 1.0 { raw.iter().map(|&s| key(s)).collect() } else { blended(block, &raw, weight) };
     let mut from: Vec<usize> = (0..block.len()).collect();
-    from.sort_by(|&a, &b| key(raw[b]).total_cmp(&key(raw[a])).then(a.cmp(&b)));
+    from.sort_by(|&a, &b| order[b].total_cmp(&order[a]).then(a.cmp(&b)));
     let reordered: Vec<Candidate> =
         from.iter().zip(block.iter()).map(|(&f, kept)| Candidate { score: kept.score, ..block[f].clone() }).collect();
     block.clone_from_slice(&reordered);
     let scores = from.iter().map(|&f| raw[f]).collect();
-    Ok(Moved { from, scores })
+    Ok(Moved { from, scores, weight })
+}
+
+/// `weight` × the model's scores + (1 − `weight`) × the block's, each min-max normalised
+/// over the block (a NaN model score counts as the block's lowest).
+fn blended(block: &[Candidate], raw: &[f32], weight: f32) -> Vec<f32> {
+    let lowest = raw.iter().copied().filter(|s| !s.is_nan()).fold(f32::INFINITY, f32::min);
+    let model: Vec<(u32, f32)> =
+        raw.iter().enumerate().map(|(n, &s)| (n as u32, if s.is_nan() { lowest } else { s })).collect();
+    let ranker: Vec<(u32, f32)> = block.iter().enumerate().map(|(n, c)| (n as u32, c.score)).collect();
+    let lists = [Ranked { hits: &ranker, weight: 1.0 - weight }, Ranked { hits: &model, weight }];
+    let mut order = vec![0.0; block.len()];
+    for (n, score) in weighted(&lists, Normalisation::MinMax, block.len()) {
+        order[n as usize] = score;
+    }
+    order
 }
 
 /// The trace of a reordered block: the model, and per item (the first 20) its model
@@ -60,6 +83,7 @@ pub(crate) fn describe(
     json!({
         "model": scorer.name(),
         "depth": block.len(),
+        "weight": moved.weight,
         "kept_navigational_first": after_navigational,
         "top": block.iter().zip(&moved.from).zip(&moved.scores).take(20).map(|((c, &from), &score)| json!({
             "id": catalog.get(c.item).id,

@@ -71,6 +71,7 @@ pub(crate) struct Pipeline {
     merge: Merge,
     rrf_k: f32,
     cross_encoder_depth: usize,
+    cross_encoder_weight: f32,
 }
 
 /// The score of a navigational query's item over the best merged candidate.
@@ -170,6 +171,7 @@ impl Pipeline {
             merge: config.merge,
             rrf_k: config.rrf_k,
             cross_encoder_depth: config.rerank.cross_encoder_depth,
+            cross_encoder_weight: config.rerank.cross_encoder_weight,
         })
     }
 
@@ -296,7 +298,7 @@ impl Pipeline {
             return;
         };
         let started = Instant::now();
-        match cross_rank::rerank(reranker, (query, passages), &mut rest[..depth]) {
+        match cross_rank::rerank(reranker, (query, passages), &mut rest[..depth], self.cross_encoder_weight) {
             Ok(moved) => stages.record("rerank", "cross-encoder", started, (depth, depth), || {
                 cross_rank::describe(ctx, reranker, &rest[..depth], &moved, navigational)
             }),

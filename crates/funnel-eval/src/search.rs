@@ -129,6 +129,10 @@ pub struct SearchOptions {
     pub qrels: Option<PathBuf>,
     /// With a reranker: how many of each mode's top documents it rescores.
     pub rerank_depth: usize,
+    /// The reranker's weight in the rescored block: 1 orders it by the model's score
+    /// alone; below 1, by the weighted sum of the model's and the mode's scores, each
+    /// min-max normalised over the block.
+    pub rerank_weight: f32,
     pub search: SearchConfig,
     /// Correct each query's spelling from the corpus's vocabulary before searching.
     pub spell: bool,
@@ -279,8 +283,8 @@ fn rerank(
             .collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let scores = reranker.score(&corpus.queries[query], &refs).map_err(EvalError::Input)?;
-        let mut top: Ranking =
-            ranking[..depth].iter().zip(&scores).map(|((doc, _), &s)| (doc.clone(), f64::from(s))).collect();
+        let scores = blended(&ranking[..depth], &scores, options.rerank_weight);
+        let mut top: Ranking = ranking[..depth].iter().zip(scores).map(|((doc, _), s)| (doc.clone(), s)).collect();
         trec_order(&mut top);
         let floor = top.iter().map(|(_, s)| *s).fold(f64::INFINITY, f64::min);
         let floor = if floor.is_finite() { floor } else { 0.0 };
@@ -291,7 +295,8 @@ fn rerank(
     let per_query = score(evaluated, &rankings, options.depth);
     let mut report = base.report.clone();
     report.system = format!("{}+rerank", base.report.system);
-    report.params["rerank"] = json!({ "model": reranker.name(), "depth": options.rerank_depth });
+    report.params["rerank"] =
+        json!({ "model": reranker.name(), "depth": options.rerank_depth, "weight": options.rerank_weight });
     report.metrics = per_query.iter().map(|(m, v)| (m.clone(), stats::mean(v))).collect();
     report.timing.eval_s += rerank_s;
     report.timing.qps = evaluated.len() as f64 / report.timing.eval_s.max(1e-9);
@@ -301,6 +306,25 @@ fn rerank(
         .map(|(metric, values)| (metric.clone(), stats::compare(values, &base.per_query[metric], RERANK_SEED)))
         .collect();
     Ok(SearchResult { report, per_query, rankings })
+}
+
+/// A rescored block's scores: the model's alone at `weight` 1, else `weight` × the
+/// model's + (1 − `weight`) × the first stage's, both min-max normalised over the block.
+fn blended(first: &[(String, f64)], model: &[f32], weight: f32) -> Vec<f64> {
+    if weight >= 1.0 {
+        return model.iter().map(|&s| f64::from(s)).collect();
+    }
+    let listed = |scores: &mut dyn Iterator<Item = f32>| -> Vec<(u32, f32)> {
+        scores.enumerate().map(|(n, s)| (n as u32, s)).collect()
+    };
+    let first = listed(&mut first.iter().map(|(_, s)| *s as f32));
+    let model = listed(&mut model.iter().copied());
+    let lists = [Ranked { hits: &first, weight: 1.0 - weight }, Ranked { hits: &model, weight }];
+    let mut scores = vec![0.0; first.len()];
+    for (n, score) in fusion::weighted(&lists, Normalisation::MinMax, first.len()) {
+        scores[n as usize] = f64::from(score);
+    }
+    scores
 }
 
 /// Seed of the bootstrap intervals in the rerank comparison.
@@ -478,6 +502,7 @@ mod tests {
             split: "test".into(),
             qrels: None,
             rerank_depth: 2,
+            rerank_weight: 1.0,
             search: SearchConfig::default(),
             spell: false,
         }
@@ -516,5 +541,20 @@ mod tests {
         assert_eq!(rerank.baseline.as_deref(), Some("dense"));
         assert!((rerank.comparison["ndcg@10"].diff - (expected - 1.0)).abs() < 1e-12);
         assert_eq!(rerank.params["rerank"]["depth"], 2);
+    }
+
+    #[test]
+    fn a_reranker_weighted_below_one_is_blended_with_the_first_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        beir(dir.path());
+        // Over the top two, dense puts d1 at 1 and d3 at 0 (min-max), the model the reverse:
+        // the heavier side wins.
+        for (weight, expected) in [(0.4, ["d1", "d3", "d2"]), (0.6, ["d3", "d1", "d2"])] {
+            let options = SearchOptions { rerank_weight: weight, ..options(vec![Mode::Dense]) };
+            let results = evaluate(dir.path(), &options, Some(&Synonyms), Some(&Shells)).unwrap();
+            let order: Vec<&str> = results[1].rankings[0].1.iter().map(|(d, _)| d.as_str()).collect();
+            assert_eq!(order, expected, "weight {weight}");
+            assert_eq!(results[1].report.params["rerank"]["weight"], f64::from(weight));
+        }
     }
 }

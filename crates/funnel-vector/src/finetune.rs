@@ -1,7 +1,10 @@
 //! Fine-tuning a cross-encoder on labelled (query, document) pairs: from a bi-encoder's
 //! weights (MiniLM: a fresh pooler-and-classifier head on top) or from a cross-encoder,
-//! with binary cross-entropy on the logit, AdamW, linear warm-up and decay, no dropout
-//! (so that a seed fixes the result).
+//! AdamW, linear warm-up and decay, no dropout (so that a seed fixes the result). Two
+//! losses: pointwise, binary cross-entropy of each labelled pair's logit ([`fine_tune`]);
+//! listwise, the softmax cross-entropy of a relevant document against the non-relevant
+//! ones it is ranked with ([`fine_tune_listwise`]), which learns the order the reranker
+//! is used for and needs no calibration to the share of relevant pairs.
 //!
 //! The output folder is a Hugging Face `BertForSequenceClassification` checkpoint that
 //! [`crate::CrossEncoder`] (and transformers) load. It is written beside the target and
@@ -28,6 +31,14 @@ pub struct LabelledPair {
     pub query: String,
     pub document: String,
     pub label: f32,
+}
+
+/// A query's relevant document and non-relevant ones to rank below it (a listwise example).
+#[derive(Debug, Clone)]
+pub struct PairGroup {
+    pub query: String,
+    pub positive: String,
+    pub negatives: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -76,8 +87,8 @@ pub struct FineTuneReport {
     pub new_head: bool,
 }
 
-/// Fine-tunes the model in `base` on `pairs` and writes the result to `out`.
-/// `progress(step, steps, loss)` is called after each optimiser step.
+/// Fine-tunes the model in `base` on labelled `pairs` (pointwise) and writes the result to
+/// `out`. `progress(step, steps, loss)` is called after each optimiser step.
 pub fn fine_tune(
     base: &Path,
     pairs: &[LabelledPair],
@@ -85,7 +96,91 @@ pub fn fine_tune(
     out: &Path,
     progress: &mut dyn FnMut(usize, usize, f32),
 ) -> Result<FineTuneReport, VectorError> {
-    if pairs.is_empty() || options.batch_size == 0 || options.epochs == 0 {
+    if pairs.is_empty() {
+        return Err(VectorError::Input("fine-tuning needs pairs, a batch size and an epoch".into()));
+    }
+    train(base, pairs, options, out, progress)
+}
+
+/// Fine-tunes the model in `base` on `groups` (listwise: each group's relevant document
+/// against its negatives, `batch_size / group size` groups a step) and writes the result
+/// to `out`. Every group needs the same number of negatives, at least one.
+pub fn fine_tune_listwise(
+    base: &Path,
+    groups: &[PairGroup],
+    options: &FineTuneOptions,
+    out: &Path,
+    progress: &mut dyn FnMut(usize, usize, f32),
+) -> Result<FineTuneReport, VectorError> {
+    let Some(first) = groups.first() else {
+        return Err(VectorError::Input("fine-tuning needs groups, a batch size and an epoch".into()));
+    };
+    let negatives = first.negatives.len();
+    if negatives == 0 || groups.iter().any(|g| g.negatives.len() != negatives) {
+        return Err(VectorError::Input("every group needs the same number of negatives, at least one".into()));
+    }
+    train(base, groups, options, out, progress)
+}
+
+/// Training examples: how many go in a step, their (query, document) inputs, and the loss
+/// of a batch from its logits (one per input, in input order).
+trait Examples {
+    fn count(&self) -> usize;
+    fn per_step(&self, batch_size: usize) -> usize;
+    fn inputs(&self, batch: &[usize]) -> Vec<(&str, &str)>;
+    fn loss(&self, batch: &[usize], logits: &Tensor) -> candle_core::Result<Tensor>;
+}
+
+impl Examples for [LabelledPair] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn per_step(&self, batch_size: usize) -> usize {
+        batch_size
+    }
+
+    fn inputs(&self, batch: &[usize]) -> Vec<(&str, &str)> {
+        batch.iter().map(|&i| (self[i].query.as_str(), self[i].document.as_str())).collect()
+    }
+
+    fn loss(&self, batch: &[usize], logits: &Tensor) -> candle_core::Result<Tensor> {
+        let labels: Vec<f32> = batch.iter().map(|&i| self[i].label).collect();
+        bce_with_logits(logits, &Tensor::new(labels.as_slice(), logits.device())?)
+    }
+}
+
+impl Examples for [PairGroup] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn per_step(&self, batch_size: usize) -> usize {
+        (batch_size / (1 + self[0].negatives.len())).max(1)
+    }
+
+    fn inputs(&self, batch: &[usize]) -> Vec<(&str, &str)> {
+        let mut inputs = Vec::new();
+        for group in batch.iter().map(|&i| &self[i]) {
+            let documents = std::iter::once(&group.positive).chain(&group.negatives);
+            inputs.extend(documents.map(|d| (group.query.as_str(), d.as_str())));
+        }
+        inputs
+    }
+
+    fn loss(&self, batch: &[usize], logits: &Tensor) -> candle_core::Result<Tensor> {
+        listwise_loss(&logits.reshape((batch.len(), 1 + self[0].negatives.len()))?)
+    }
+}
+
+fn train<E: Examples + ?Sized>(
+    base: &Path,
+    examples: &E,
+    options: &FineTuneOptions,
+    out: &Path,
+    progress: &mut dyn FnMut(usize, usize, f32),
+) -> Result<FineTuneReport, VectorError> {
+    if options.batch_size == 0 || options.epochs == 0 {
         return Err(VectorError::Input("fine-tuning needs pairs, a batch size and an epoch".into()));
     }
     let config = read_config(base)?;
@@ -106,31 +201,28 @@ pub fn fine_tune(
     let max_length = options.max_length.min(config.max_position_embeddings);
     let tokenizer = pair_tokenizer(base, max_length)?;
 
-    let batches_per_epoch = pairs.len().div_ceil(options.batch_size);
-    let steps = batches_per_epoch * options.epochs;
+    let per_step = examples.per_step(options.batch_size);
+    let steps = examples.count().div_ceil(per_step) * options.epochs;
     let (head, encoder) = split_vars(&varmap);
     let params = |lr: f64| ParamsAdamW { lr, weight_decay: options.weight_decay, ..Default::default() };
     let mut encoder_optimiser = AdamW::new(encoder, params(options.learning_rate))?;
     let mut head_optimiser = AdamW::new(head, params(options.head_learning_rate))?;
-    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    let mut order: Vec<usize> = (0..examples.count()).collect();
     let mut epoch_losses = Vec::with_capacity(options.epochs);
     let mut step = 0;
     let mut step_losses = Vec::with_capacity(steps);
     for epoch in 0..options.epochs {
         order.shuffle(&mut StdRng::seed_from_u64(options.seed.wrapping_add(epoch as u64)));
         let mut total = 0f32;
-        for batch in order.chunks(options.batch_size) {
+        for batch in order.chunks(per_step) {
             let factor = schedule(step, steps, options.warmup);
             encoder_optimiser.set_learning_rate(options.learning_rate * factor);
             head_optimiser.set_learning_rate(options.head_learning_rate * factor);
-            let inputs: Vec<EncodeInput> =
-                batch.iter().map(|&i| (pairs[i].query.as_str(), pairs[i].document.as_str()).into()).collect();
+            let inputs: Vec<EncodeInput> = examples.inputs(batch).into_iter().map(EncodeInput::from).collect();
             let encodings = tokenizer.encode_batch(inputs, true).map_err(|e| VectorError::Tokenize(e.to_string()))?;
             let [ids, type_ids, mask] = batch_tensors(&encodings, &device)?;
-            let labels: Vec<f32> = batch.iter().map(|&i| pairs[i].label).collect();
-            let labels = Tensor::new(labels.as_slice(), &device)?;
             let logits = model.forward(&ids, &type_ids, &mask)?.squeeze(1)?;
-            let loss = bce_with_logits(&logits, &labels)?;
+            let loss = examples.loss(batch, &logits)?;
             let gradients = loss.backward()?;
             encoder_optimiser.step(&gradients)?;
             head_optimiser.step(&gradients)?;
@@ -140,7 +232,7 @@ pub fn fine_tune(
             step += 1;
             progress(step, steps, loss);
         }
-        epoch_losses.push(total / pairs.len() as f32);
+        epoch_losses.push(total / examples.count() as f32);
     }
     save(base, &varmap, max_length, out)?;
     let tenth = steps.div_ceil(10);
@@ -174,6 +266,12 @@ fn split_vars(varmap: &VarMap) -> (Vec<Var>, Vec<Var>) {
 fn bce_with_logits(logits: &Tensor, labels: &Tensor) -> candle_core::Result<Tensor> {
     let softplus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
     (logits.relu()? - (logits * labels)?)?.add(&softplus)?.mean_all()
+}
+
+/// Mean over the rows of `logits` (groups × documents, the relevant one first) of the
+/// relevant document's negative log-softmax.
+fn listwise_loss(logits: &Tensor) -> candle_core::Result<Tensor> {
+    candle_nn::ops::log_softmax(logits, 1)?.narrow(1, 0, 1)?.neg()?.mean_all()
 }
 
 /// Puts the weights under `bert.` (a bi-encoder stores them without) and adds a pooler
@@ -265,5 +363,16 @@ mod tests {
         let loss = bce_with_logits(&logits, &labels).unwrap().to_scalar::<f32>().unwrap();
         // Two confident right answers (≈ 0) and one coin flip (ln 2), averaged.
         assert!((loss - std::f32::consts::LN_2 / 3.0).abs() < 1e-6, "{loss}");
+    }
+
+    #[test]
+    fn listwise_loss_is_the_relevant_documents_negative_log_softmax() {
+        // Row 1: four equal logits, −ln ¼. Row 2: relevant far ahead, ≈ 0.
+        let logits = Tensor::new(&[[0f32, 0.0, 0.0, 0.0], [50.0, 0.0, 0.0, 0.0]], &Device::Cpu).unwrap();
+        let loss = listwise_loss(&logits).unwrap().to_scalar::<f32>().unwrap();
+        assert!((loss - 4f32.ln() / 2.0).abs() < 1e-6, "{loss}");
+        let behind = Tensor::new(&[[0f32, 3.0]], &Device::Cpu).unwrap();
+        let loss = listwise_loss(&behind).unwrap().to_scalar::<f32>().unwrap();
+        assert!((loss - (1.0 + 3f32.exp()).ln()).abs() < 1e-5, "{loss}");
     }
 }

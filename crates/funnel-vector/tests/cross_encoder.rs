@@ -233,3 +233,40 @@ fn training_gradients_match_finite_differences() {
         );
     }
 }
+
+#[test]
+fn listwise_fine_tuning_ranks_each_relevant_document_above_its_negatives() {
+    use funnel_vector::finetune::{FineTuneOptions, PairGroup, fine_tune_listwise};
+
+    let group = |query: &str, positive: &str, negatives: [&str; 2]| PairGroup {
+        query: query.into(),
+        positive: positive.into(),
+        negatives: negatives.iter().map(|n| n.to_string()).collect(),
+    };
+    let groups = vec![
+        group("wing flutter", "flutter of a swept wing", ["heat transfer in a laminar layer", "supersonic cone flow"]),
+        group("shell buckling", "buckling of thin cylindrical shells", ["flutter of a swept wing", "heat transfer"]),
+    ];
+    let out = tempfile::tempdir().unwrap();
+    let options =
+        FineTuneOptions { epochs: 30, batch_size: 6, learning_rate: 3e-3, max_length: 24, ..Default::default() };
+    let mut steps = 0;
+    let report =
+        fine_tune_listwise(&fixture(), &groups, &options, &out.path().join("ce"), &mut |_, _, _| steps += 1).unwrap();
+    // Two groups of three pairs fill a batch of six: one step an epoch.
+    assert_eq!((report.steps, steps), (30, 30));
+    let (first, last) = (report.epoch_losses[0], *report.epoch_losses.last().unwrap());
+    assert!(last < first * 0.5, "loss {first} -> {last}");
+    let tuned = CrossEncoder::load(&out.path().join("ce")).unwrap();
+    for g in &groups {
+        let documents: Vec<&str> = std::iter::once(&g.positive).chain(&g.negatives).map(String::as_str).collect();
+        let scores = tuned.score(&g.query, &documents).unwrap();
+        assert!(scores[1..].iter().all(|&s| s < scores[0]), "{}: {scores:?}", g.query);
+    }
+
+    let mut uneven = groups.clone();
+    uneven[1].negatives.pop();
+    let err = fine_tune_listwise(&fixture(), &uneven, &options, &out.path().join("x"), &mut |_, _, _| {});
+    assert!(err.unwrap_err().to_string().contains("same number of negatives"));
+    assert!(!out.path().join("x").exists());
+}

@@ -372,6 +372,11 @@ pub struct EvalSearchArgs {
     pub rerank: Option<PathBuf>,
     #[arg(long, default_value_t = 50)]
     pub rerank_depth: usize,
+    /// The cross-encoder's weight in the reranked top: 1 orders it by the model alone;
+    /// below 1, by weight × the model's score + (1 − weight) × the mode's, each min-max
+    /// normalised over the top (a model no better than BM25 alone can still add to it).
+    #[arg(long, default_value_t = 1.0)]
+    pub rerank_weight: f32,
     /// Documents retrieved per query.
     #[arg(long, default_value_t = 1000)]
     pub depth: usize,
@@ -509,6 +514,12 @@ pub struct SplitArgs {
     pub test: PathBuf,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CrossEncoderLoss {
+    Pointwise,
+    Listwise,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ImportKind {
     Items,
@@ -580,11 +591,13 @@ pub enum TrainCommand {
 /// Fine-tune a cross-encoder reranker on a BEIR collection's judged queries.
 ///
 /// Starts from a BERT folder: a bi-encoder such as all-MiniLM-L6-v2 (a new classifier head
-/// is added) or a cross-encoder. Pairs: each training query with its judged-relevant
-/// documents (label 1) and negatives (label 0; drawn with --seed): --negatives per relevant
-/// one from its BM25 top 50 not judged relevant (hard), --random-negatives from anywhere. A seeded
-/// --held-out share of the queries is kept out of training; their qrels are written to
-/// OUT/held-out.tsv so the gain can be measured on unseen queries. Writes a Hugging Face
+/// is added) or a cross-encoder. Examples: each training query's judged-relevant documents,
+/// each with negatives drawn with --seed: --negatives from the query's BM25 top 50 not
+/// judged relevant (hard), --random-negatives from anywhere. --loss pointwise labels the
+/// pairs 1 and 0; --loss listwise ranks each relevant document against its negatives. A
+/// seeded --held-out share of the queries is kept out of training; their qrels are written
+/// to OUT/held-out.tsv so the gain can be measured on unseen queries. --also adds other
+/// collections' judged queries to the training ones. Writes a Hugging Face
 /// BertForSequenceClassification folder (config.json, model.safetensors, tokenizer).
 ///
 /// Example:
@@ -606,6 +619,14 @@ pub struct TrainCrossEncoderArgs {
     pub out: PathBuf,
     #[arg(long, default_value = "test")]
     pub split: String,
+    /// More BEIR folders whose judged queries all train too (none held out); the held-out
+    /// queries come from --beir alone.
+    #[arg(long, value_name = "DIR")]
+    pub also: Vec<PathBuf>,
+    /// Also train on pseudo-queries from the corpus: each document's title as a query for the
+    /// rest of its text (more queries than the judged ones, no judgments needed).
+    #[arg(long)]
+    pub title_queries: bool,
     /// Share of the judged queries kept out of training.
     #[arg(long, default_value_t = 0.3)]
     pub held_out: f64,
@@ -616,6 +637,10 @@ pub struct TrainCrossEncoderArgs {
     /// ones, which teach topicality before the hard ones teach the finer line.
     #[arg(long, default_value_t = 1)]
     pub random_negatives: usize,
+    /// pointwise: each pair's label by binary cross-entropy; listwise: each relevant
+    /// document ranked against its negatives (one softmax per relevant document).
+    #[arg(long, value_enum, default_value_t = CrossEncoderLoss::Pointwise)]
+    pub loss: CrossEncoderLoss,
     #[arg(long, default_value_t = 1)]
     pub epochs: usize,
     #[arg(long, default_value_t = 16)]

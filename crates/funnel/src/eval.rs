@@ -121,6 +121,9 @@ fn search(config: &EngineConfig, args: &EvalSearchArgs) -> anyhow::Result<()> {
     if args.run.is_some() && modes.len() > 1 {
         anyhow::bail!("--run writes one mode's run: give a single --mode");
     }
+    if !(0.0..=1.0).contains(&args.rerank_weight) {
+        anyhow::bail!("--rerank-weight must be in [0, 1], got {}", args.rerank_weight);
+    }
     let needs_model = modes.iter().any(|m| *m != Mode::Bm25);
     let options = SearchOptions {
         modes,
@@ -128,6 +131,7 @@ fn search(config: &EngineConfig, args: &EvalSearchArgs) -> anyhow::Result<()> {
         split: args.split.clone(),
         qrels: args.qrels.clone(),
         rerank_depth: args.rerank_depth,
+        rerank_weight: args.rerank_weight,
         search: config.search.clone(),
         spell: args.spell,
     };

@@ -209,3 +209,28 @@ fn nan_scores_rank_below_numbers() {
     let expected: Vec<String> = old[old.len() - 1..].iter().chain(&old[..old.len() - 1]).cloned().collect();
     assert_eq!(new, expected);
 }
+
+#[test]
+fn a_weight_below_one_blends_the_model_with_the_rankers_order() {
+    let (_plain_dir, plain) = engine(None, true);
+    let before = search(&plain, None);
+    let web = || -> Reranker { Arc::new(Prefers { word: "web", fail: false }) };
+    let weighted = |weight: f32| {
+        engine_with(Some(web()), true, |c| c.surfaces.get_mut("search").unwrap().rerank.cross_encoder_weight = weight)
+    };
+    // At 0 the ranker's scores alone order the block: nothing moves.
+    let (_dir, ranker_only) = weighted(0.0);
+    let kept = search(&ranker_only, None);
+    assert_eq!(ids(&kept), ids(&before));
+    assert_eq!(rerank_stage(&kept).unwrap().details["weight"], 0.0);
+    // At 1 the model alone, as without the setting.
+    let (_dir, model_only) = weighted(1.0);
+    let (_dir, default) = engine(Some(web()), true);
+    assert_eq!(ids(&search(&model_only, None)), ids(&search(&default, None)));
+    assert_ne!(ids(&search(&default, None)), ids(&before));
+
+    let mut config = crate::EngineConfig::default();
+    config.surfaces.get_mut("search").unwrap().rerank.cross_encoder_weight = 1.5;
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("cross_encoder_weight"), "{err}");
+}
