@@ -19,6 +19,8 @@ pub(crate) struct Moved {
     pub scores: Vec<f32>,
     /// The model's weight in the order (1: the model alone).
     pub weight: f32,
+    /// Below weight 1, the blended score that ordered each, in the new order.
+    pub blended: Option<Vec<f32>>,
 }
 
 /// Reorders `block` (best first) by `scorer`'s score of the query and each item's
@@ -35,7 +37,7 @@ pub(crate) fn rerank(
     weight: f32,
 ) -> Result<Moved, String> {
     if block.is_empty() {
-        return Ok(Moved { from: Vec::new(), scores: Vec::new(), weight });
+        return Ok(Moved { from: Vec::new(), scores: Vec::new(), weight, blended: None });
     }
     let texts: Vec<&str> = block.iter().map(|c| passages.get(c.item as usize).map_or("", String::as_str)).collect();
     let raw = scorer.score(query, &texts)?;
@@ -51,7 +53,8 @@ pub(crate) fn rerank(
         from.iter().zip(block.iter()).map(|(&f, kept)| Candidate { score: kept.score, ..block[f].clone() }).collect();
     block.clone_from_slice(&reordered);
     let scores = from.iter().map(|&f| raw[f]).collect();
-    Ok(Moved { from, scores, weight })
+    let blended = (weight < 1.0).then(|| from.iter().map(|&f| order[f]).collect());
+    Ok(Moved { from, scores, weight, blended })
 }
 
 /// `weight` × the model's scores + (1 − `weight`) × the block's, each min-max normalised
@@ -85,10 +88,16 @@ pub(crate) fn describe(
         "depth": block.len(),
         "weight": moved.weight,
         "kept_navigational_first": after_navigational,
-        "top": block.iter().zip(&moved.from).zip(&moved.scores).take(20).map(|((c, &from), &score)| json!({
-            "id": catalog.get(c.item).id,
-            "cross_encoder_score": score,
-            "rank_before": from + offset,
-        })).collect::<Vec<_>>(),
+        "top": block.iter().zip(&moved.from).zip(&moved.scores).enumerate().take(20).map(|(n, ((c, &from), &score))| {
+            let mut entry = json!({
+                "id": catalog.get(c.item).id,
+                "cross_encoder_score": score,
+                "rank_before": from + offset,
+            });
+            if let Some(blended) = &moved.blended {
+                entry["blended_score"] = json!(blended[n]);
+            }
+            entry
+        }).collect::<Vec<_>>(),
     })
 }

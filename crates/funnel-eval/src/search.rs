@@ -318,7 +318,9 @@ fn blended(first: &[(String, f64)], model: &[f32], weight: f32) -> Vec<f64> {
         scores.enumerate().map(|(n, s)| (n as u32, s)).collect()
     };
     let first = listed(&mut first.iter().map(|(_, s)| *s as f32));
-    let model = listed(&mut model.iter().copied());
+    // A NaN model score counts as the block's lowest, as when serving.
+    let lowest = model.iter().copied().filter(|s| !s.is_nan()).fold(f32::INFINITY, f32::min);
+    let model = listed(&mut model.iter().map(|&s| if s.is_nan() { lowest } else { s }));
     let lists = [Ranked { hits: &first, weight: 1.0 - weight }, Ranked { hits: &model, weight }];
     let mut scores = vec![0.0; first.len()];
     for (n, score) in fusion::weighted(&lists, Normalisation::MinMax, first.len()) {

@@ -643,6 +643,7 @@ pub struct TrainCrossEncoderArgs {
     pub loss: CrossEncoderLoss,
     #[arg(long, default_value_t = 1)]
     pub epochs: usize,
+    /// Pairs per step (listwise: rounded down to whole groups, at least one group).
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// Peak learning rate (AdamW; linear warm-up over the first 10% of steps, then decay).

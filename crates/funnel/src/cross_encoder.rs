@@ -69,6 +69,13 @@ pub fn train(config: &EngineConfig, args: &TrainCrossEncoderArgs) -> anyhow::Res
         None if !config.content.model.is_empty() => PathBuf::from(&config.content.model),
         None => anyhow::bail!("no model to start from: give --base DIR (or set content.model)"),
     };
+    if args.loss == CrossEncoderLoss::Listwise && args.negatives + args.random_negatives == 0 {
+        anyhow::bail!("--loss listwise needs negatives: give --negatives or --random-negatives above 0");
+    }
+    let canonical = |dir: &Path| std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if let Some(dir) = args.also.iter().find(|dir| canonical(dir) == canonical(&args.beir)) {
+        anyhow::bail!("--also {} is the --beir collection: its held-out queries would train", dir.display());
+    }
     let data = read_collection(&args.beir, &args.split)?;
     let (train_queries, held_out) = split_queries(&data.qrels, args.held_out, args.seed);
     let negatives = [args.negatives, args.random_negatives];
@@ -86,9 +93,6 @@ pub fn train(config: &EngineConfig, args: &TrainCrossEncoderArgs) -> anyhow::Res
     }
     if groups.is_empty() {
         anyhow::bail!("{}: no judged-relevant documents for the training queries", args.beir.display());
-    }
-    if args.loss == CrossEncoderLoss::Listwise && args.negatives + args.random_negatives == 0 {
-        anyhow::bail!("--loss listwise needs negatives: give --negatives or --random-negatives above 0");
     }
     let options = FineTuneOptions {
         epochs: args.epochs,

@@ -223,6 +223,10 @@ fn a_weight_below_one_blends_the_model_with_the_rankers_order() {
     let kept = search(&ranker_only, None);
     assert_eq!(ids(&kept), ids(&before));
     assert_eq!(rerank_stage(&kept).unwrap().details["weight"], 0.0);
+    // The trace shows the blended score that ordered the block, best first.
+    let top = rerank_stage(&kept).unwrap().details["top"].as_array().unwrap().clone();
+    let blended: Vec<f64> = top.iter().map(|t| t["blended_score"].as_f64().unwrap()).collect();
+    assert!(blended.windows(2).all(|w| w[0] >= w[1]), "{blended:?}");
     // At 1 the model alone, as without the setting.
     let (_dir, model_only) = weighted(1.0);
     let (_dir, default) = engine(Some(web()), true);
