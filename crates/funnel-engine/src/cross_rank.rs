@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use funnel_core::Candidate;
-use funnel_text::fusion::{Normalisation, Ranked, weighted};
+use funnel_text::fusion::blend;
 use serde_json::{Value, json};
 
 use crate::{PairScorer, RequestContext};
@@ -45,8 +45,11 @@ pub(crate) fn rerank(
         return Err(format!("{} scores for {} documents", raw.len(), block.len()));
     }
     let key = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
-    let order: Vec<f32> =
-        if weight >= 1.0 { raw.iter().map(|&s| key(s)).collect() } else { blended(block, &raw, weight) };
+    let order: Vec<f32> = if weight >= 1.0 {
+        raw.iter().map(|&s| key(s)).collect()
+    } else {
+        blend(&block.iter().map(|c| c.score).collect::<Vec<_>>(), &raw, weight)
+    };
     let mut from: Vec<usize> = (0..block.len()).collect();
     from.sort_by(|&a, &b| order[b].total_cmp(&order[a]).then(a.cmp(&b)));
     let reordered: Vec<Candidate> =
@@ -55,21 +58,6 @@ pub(crate) fn rerank(
     let scores = from.iter().map(|&f| raw[f]).collect();
     let blended = (weight < 1.0).then(|| from.iter().map(|&f| order[f]).collect());
     Ok(Moved { from, scores, weight, blended })
-}
-
-/// `weight` × the model's scores + (1 − `weight`) × the block's, each min-max normalised
-/// over the block (a NaN model score counts as the block's lowest).
-fn blended(block: &[Candidate], raw: &[f32], weight: f32) -> Vec<f32> {
-    let lowest = raw.iter().copied().filter(|s| !s.is_nan()).fold(f32::INFINITY, f32::min);
-    let model: Vec<(u32, f32)> =
-        raw.iter().enumerate().map(|(n, &s)| (n as u32, if s.is_nan() { lowest } else { s })).collect();
-    let ranker: Vec<(u32, f32)> = block.iter().enumerate().map(|(n, c)| (n as u32, c.score)).collect();
-    let lists = [Ranked { hits: &ranker, weight: 1.0 - weight }, Ranked { hits: &model, weight }];
-    let mut order = vec![0.0; block.len()];
-    for (n, score) in weighted(&lists, Normalisation::MinMax, block.len()) {
-        order[n as usize] = score;
-    }
-    order
 }
 
 /// The trace of a reordered block: the model, and per item (the first 20) its model

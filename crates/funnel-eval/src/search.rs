@@ -308,25 +308,14 @@ fn rerank(
     Ok(SearchResult { report, per_query, rankings })
 }
 
-/// A rescored block's scores: the model's alone at `weight` 1, else `weight` × the
-/// model's + (1 − `weight`) × the first stage's, both min-max normalised over the block.
+/// A rescored block's scores: the model's alone at `weight` 1, else blended with the first
+/// stage's ([`fusion::blend`], as serving does).
 fn blended(first: &[(String, f64)], model: &[f32], weight: f32) -> Vec<f64> {
     if weight >= 1.0 {
         return model.iter().map(|&s| f64::from(s)).collect();
     }
-    let listed = |scores: &mut dyn Iterator<Item = f32>| -> Vec<(u32, f32)> {
-        scores.enumerate().map(|(n, s)| (n as u32, s)).collect()
-    };
-    let first = listed(&mut first.iter().map(|(_, s)| *s as f32));
-    // A NaN model score counts as the block's lowest, as when serving.
-    let lowest = model.iter().copied().filter(|s| !s.is_nan()).fold(f32::INFINITY, f32::min);
-    let model = listed(&mut model.iter().map(|&s| if s.is_nan() { lowest } else { s }));
-    let lists = [Ranked { hits: &first, weight: 1.0 - weight }, Ranked { hits: &model, weight }];
-    let mut scores = vec![0.0; first.len()];
-    for (n, score) in fusion::weighted(&lists, Normalisation::MinMax, first.len()) {
-        scores[n as usize] = f64::from(score);
-    }
-    scores
+    let first: Vec<f32> = first.iter().map(|(_, s)| *s as f32).collect();
+    fusion::blend(&first, model, weight).into_iter().map(f64::from).collect()
 }
 
 /// Seed of the bootstrap intervals in the rerank comparison.

@@ -60,6 +60,20 @@ fn normalised(hits: &[(u32, f32)], how: Normalisation) -> Vec<f32> {
     }
 }
 
+/// Two scores of the same documents blended, per position: `weight` × `second` +
+/// (1 − `weight`) × `first`, each min-max normalised over the slice (a NaN in `second`
+/// counts as its lowest). A reranker's scores blended with the first stage's, say.
+pub fn blend(first: &[f32], second: &[f32], weight: f32) -> Vec<f32> {
+    let lowest = second.iter().copied().filter(|s| !s.is_nan()).fold(f32::INFINITY, f32::min);
+    let listed = |scores: &mut dyn Iterator<Item = f32>| -> Vec<(u32, f32)> {
+        scores.enumerate().map(|(n, s)| (n as u32, s)).collect()
+    };
+    let first = normalised(&listed(&mut first.iter().copied()), Normalisation::MinMax);
+    let second = listed(&mut second.iter().map(|&s| if s.is_nan() { lowest } else { s }));
+    let second = normalised(&second, Normalisation::MinMax);
+    first.iter().zip(second).map(|(f, s)| (1.0 - weight) * f + weight * s).collect()
+}
+
 /// Weighted sum of scores normalised per list.
 pub fn weighted(lists: &[Ranked<'_>], how: Normalisation, limit: usize) -> Vec<(u32, f32)> {
     let normal: Vec<Vec<f32>> = lists.iter().map(|l| normalised(l.hits, how)).collect();
@@ -95,6 +109,14 @@ mod tests {
 
     fn both(w: f32) -> [Ranked<'static>; 2] {
         [Ranked { hits: BM25, weight: 1.0 - w }, Ranked { hits: DENSE, weight: w }]
+    }
+
+    #[test]
+    fn blend_mixes_two_min_max_scales_per_position() {
+        // First: 1, 0.5, 0 after min-max; second: 0, 1, NaN → its lowest, 0.
+        let blended = blend(&[12.0, 9.0, 6.0], &[0.1, 0.3, f32::NAN], 0.25);
+        assert_eq!(blended, [0.75, 0.625, 0.0]);
+        assert_eq!(blend(&[1.0, 1.0], &[2.0, 3.0], 1.0), [0.0, 1.0]);
     }
 
     #[test]
